@@ -1,0 +1,254 @@
+/*
+ * store: the node's storage. catalog.db (tenants, API tokens, node state)
+ * and one tenant.db per tenant (app definitions, one table per form, the
+ * change log), SQLite in WAL mode with synchronous=FULL, writes of a tenant
+ * batched by group commit (DESIGN.md "Storage").
+ *
+ * Every public function dispatches through a versioned engine table
+ * (struct fv_store_engine, STYLE 4); the SQLite engine is store_sqlite.c.
+ * A PostgreSQL engine can be added later without touching callers.
+ *
+ * Thread-safety: all functions may be called from any thread. A tenant
+ * handle (struct fv_tenant) is reference-counted; app definitions returned
+ * from it stay valid until the handle is released.
+ * Lock order: store cache lock -> tenant write-queue lock. Never held across
+ * another tenant's I/O. See src/store/README.md for invariants.
+ */
+#ifndef FV_STORE_H
+#define FV_STORE_H
+
+#include <jansson.h>
+
+#include "core/core.h"
+#include "model/model.h"
+
+struct fv_store;   /* one per node */
+struct fv_tenant;  /* an open tenant database (ref-counted handle) */
+
+struct fv_store_options {
+    const char *data_dir;   /* created if missing (mode 0700) */
+    int tenant_cache_size;  /* open tenant databases kept (>= 1) */
+    int group_commit_max;   /* writes per commit at most (>= 1) */
+    bool read_only;         /* open existing files only, refuse writes */
+};
+
+/*
+ * Open (creating if needed) the data dir, catalog.db and run pending catalog
+ * migrations. *ret is freed with fv_store_close. Errors: FV_E_IO (dir or file
+ * not usable; reterr names the path), FV_E_CORRUPT (not a formvault
+ * catalog, or schema version newer than this binary), FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_open(const struct fv_store_options *opt, struct fv_store **ret,
+                                struct fv_error *reterr);
+/* Close every tenant database and the catalog. Accepts NULL. */
+void fv_store_close(struct fv_store *s);
+
+/* ------------------------------------------------------------- tenants */
+
+struct fv_store_tenant_info {
+    int64_t id;
+    char name[FV_MODEL_LINK_MAX + 1]; /* the Creator {owner}, link-name syntax */
+    char region[16];
+    int64_t created_ms;
+};
+
+/*
+ * Create a tenant (catalog row + tenants/<id>/tenant.db with the system
+ * schema). Errors: FV_E_INVALID (bad name), FV_E_CONFLICT (name taken),
+ * FV_E_IO, FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_tenant_create(struct fv_store *s, const char *name, const char *region,
+                                         struct fv_store_tenant_info *ret,
+                                         struct fv_error *reterr);
+/* All tenants, by id. *ret is an fv_malloc'd array (fv_free). */
+FV_MUST_CHECK int fv_store_tenant_list(struct fv_store *s, struct fv_store_tenant_info **ret,
+                                       size_t *ret_n);
+/* By name. FV_E_NO_OWNER when absent. */
+FV_MUST_CHECK int fv_store_tenant_find(struct fv_store *s, const char *name,
+                                       struct fv_store_tenant_info *ret);
+
+/*
+ * Get a handle on an open tenant database (from the bounded cache, opening
+ * it if needed). Release with fv_store_tenant_release. Errors: FV_E_NO_OWNER,
+ * FV_E_IO, FV_E_CORRUPT, FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_tenant_acquire(struct fv_store *s, int64_t tenant_id,
+                                          struct fv_tenant **ret);
+void fv_store_tenant_release(struct fv_tenant *t);
+
+/* -------------------------------------------------------------- tokens */
+
+#define FV_STORE_TOKEN_HASH_BYTES 32
+
+struct fv_store_token {
+    int64_t id;
+    int64_t tenant_id;
+    char scopes[512];    /* comma-separated Creator scopes */
+    int64_t expires_ms;  /* ms since epoch; 0 = never */
+    int64_t created_ms;
+    char label[64];
+};
+
+/*
+ * Store a token by its hash (the token itself is never stored). Errors:
+ * FV_E_NOT_FOUND (no such tenant), FV_E_CONFLICT (hash exists), FV_E_IO.
+ */
+FV_MUST_CHECK int fv_store_token_insert(struct fv_store *s, const struct fv_store_token *tok,
+                                        const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
+                                        int64_t *ret_id);
+/*
+ * Find a token by hash (compared in constant time after the index lookup).
+ * FV_E_AUTH when absent. Expiry is the caller's check.
+ */
+FV_MUST_CHECK int fv_store_token_lookup(struct fv_store *s,
+                                        const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
+                                        struct fv_store_token *ret);
+
+/* ---------------------------------------------------------------- apps */
+
+/*
+ * Install or upgrade an app from its definition JSON (docs/app-format.md):
+ * validate (fv_model_app_parse), create each form's table with typed
+ * columns, unique and lookup indexes, store the definition, append a
+ * `schema` change-log entry, all in one transaction. Re-installing an app
+ * adds new forms and fields (ALTER TABLE ADD COLUMN) and replaces reports;
+ * removing a field or changing its type is FV_E_CONFLICT.
+ * Errors: FV_E_INVALID (definition; reterr says where), FV_E_CONFLICT,
+ * FV_E_IO, FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_app_install(struct fv_tenant *t, const char *json, size_t len,
+                                       const char *actor, struct fv_error *reterr);
+
+/* App by link name, borrowed until the handle is released. FV_E_NO_APP. */
+FV_MUST_CHECK int fv_store_app_get(struct fv_tenant *t, const char *link,
+                                   const struct fv_app **ret);
+
+struct fv_store_app_entry {
+    const struct fv_app *app; /* borrowed like fv_store_app_get */
+    int64_t created_ms;
+};
+/* All apps of the tenant; *ret is fv_malloc'd (fv_free the array only). */
+FV_MUST_CHECK int fv_store_app_list(struct fv_tenant *t, struct fv_store_app_entry **ret,
+                                    size_t *ret_n);
+
+/* ------------------------------------------------------------- records */
+
+enum fv_store_op {
+    FV_STORE_INSERT,       /* data: object of field values (or cells) */
+    FV_STORE_UPDATE_ID,    /* id + data (partial update) */
+    FV_STORE_DELETE_ID,    /* id */
+    FV_STORE_UPDATE_WHERE, /* where + data */
+    FV_STORE_DELETE_WHERE, /* where */
+};
+
+/* Per-record outcome of a *_WHERE write. */
+struct fv_store_result {
+    uint64_t id;
+    int rc;
+    struct fv_error err;
+};
+
+/*
+ * One write. Inputs are borrowed for the duration of fv_store_write().
+ * A write either applies whole or not at all (its own SAVEPOINT); one
+ * write's failure never affects the others in the same batch or commit.
+ */
+struct fv_store_write {
+    enum fv_store_op op;
+    const struct fv_form *form;
+    const json_t *data;             /* INSERT/UPDATE_*: object field->value */
+    /* INSERT from CSV instead of data: cells[i] is the text for fields[i]. */
+    const struct fv_field *const *cell_fields;
+    const struct fv_str *cells;
+    size_t n_cells;
+    uint64_t id;                    /* *_ID */
+    const struct fv_sql_where *where; /* *_WHERE; NULL = all records */
+    size_t limit;                   /* *_WHERE: max records touched (200) */
+    bool process_until_limit;       /* *_WHERE: else >limit matches = error */
+
+    /* outputs, set by fv_store_write */
+    int rc;                         /* FV_OK or the failure */
+    struct fv_error err;            /* message naming the field, never a value */
+    uint64_t ret_id;                /* INSERT: new record ID; *_ID: the ID */
+    struct fv_store_result *results;/* *_WHERE: fv_malloc'd, caller fv_frees */
+    size_t n_results;
+    bool more_records;              /* *_WHERE: matches beyond limit remain */
+};
+
+/*
+ * Apply writes w[0..n) through the tenant's group-commit queue (DESIGN.md
+ * "Write path"): values are parsed and checked (model rules, required,
+ * unique, choices, lookup targets exist) in the caller's thread, then one
+ * leader runs each write in its own SAVEPOINT inside one transaction with
+ * the other queued writes of the tenant, appends one change-log entry per
+ * changed record, commits once (one fsync) and wakes the waiters. Returns
+ * FV_OK when the batch was processed (each w[i].rc tells its outcome), or
+ * an error when nothing was committed (FV_E_IO, FV_E_BUSY, FV_E_NOMEM,
+ * FV_E_READ_ONLY): then every w[i].rc is that error too.
+ * Per-write codes: FV_E_VALIDATION, FV_E_TOO_MANY_DIGITS,
+ * FV_E_DECIMAL_FORMAT, FV_E_CONFLICT (unique), FV_E_NO_RECORD (*_ID),
+ * FV_E_NO_MATCH and FV_E_TOO_MANY_MATCHES (*_WHERE), FV_E_NO_FIELD
+ * (unknown key in data).
+ * actor: who writes ("token:12", "cli"), recorded in Added/Modified_User and
+ * the change log.
+ */
+FV_MUST_CHECK int fv_store_write(struct fv_tenant *t, const struct fv_app *app,
+                                 struct fv_store_write *w, size_t n, const char *actor);
+
+struct fv_store_query {
+    const struct fv_form *form;
+    /* output columns: field link names or system fields ("ID" is always
+     * included first); composite fields give their object */
+    const char *const *columns;
+    size_t n_columns;
+    const struct fv_sql_where *where; /* may be NULL */
+    const char *sort_field;           /* NULL = by ID */
+    bool sort_desc;
+    uint64_t id;                      /* != 0: only this record */
+    size_t offset;                    /* v2 `from` - 1 */
+    size_t limit;                     /* page size, >= 1 */
+    const char *cursor;               /* record_cursor from a previous page, or NULL */
+};
+
+/*
+ * Run a read. *ret_rows is a new JSON array of record objects formatted per
+ * creator-api.md section 9 (ID as a string). When more rows follow,
+ * ret_cursor (cap >= 128) receives an opaque cursor for the next page
+ * (keyset: sort value + ID), else "". Reads never wait for writes.
+ * Errors: FV_E_CURSOR (malformed cursor), FV_E_NO_FIELD (unknown column),
+ * FV_E_IO, FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_query(struct fv_tenant *t, const struct fv_app *app,
+                                 const struct fv_store_query *q, json_t **ret_rows,
+                                 char *ret_cursor, size_t cursor_cap);
+
+/* Number of records in a form (for empty-report detection and import). */
+FV_MUST_CHECK int fv_store_count(struct fv_tenant *t, const struct fv_form *form,
+                                 const struct fv_sql_where *where, int64_t *ret_n);
+
+/* ---------------------------------------------------------- change log */
+
+/*
+ * Change-log entries with seq > after_seq, at most limit, as a new JSON array
+ * of {"seq","time","actor","op","form","record_id","row"} ("op" is insert,
+ * update, delete or schema; "row" the new row image or null).
+ */
+FV_MUST_CHECK int fv_store_changelog_read(struct fv_tenant *t, int64_t after_seq, size_t limit,
+                                          json_t **ret);
+
+/* --------------------------------------------------------------- engine */
+
+/* Versioned engine table (STYLE 4). Version 1 = the functions above. */
+#define FV_STORE_ENGINE_VERSION 1
+struct fv_store_engine {
+    int version;
+    const char *name; /* "sqlite" */
+    int (*open)(const struct fv_store_options *opt, struct fv_store **ret,
+                struct fv_error *reterr);
+    void (*close)(struct fv_store *s);
+    /* ... one pointer per public function; see store_int.h */
+};
+/* The engine used for a data dir ("sqlite" is the only one today). */
+const struct fv_store_engine *fv_store_engine_sqlite(void);
+
+#endif
