@@ -76,10 +76,11 @@ static int row_set(struct fv_config *cfg, const struct fv_config_entry *row, con
 {
     char *field = (char *)cfg + row->offset;
     if (row->type == FV_CONFIG_STRING) {
-        if (fv_strlcpy(field, value, row->size) != FV_OK)
+        if (strnlen(value, row->size) >= row->size)
             return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
                                 "%s: value of '%s' is longer than %zu bytes", source, row->name,
                                 row->size - 1);
+        memcpy(field, value, strlen(value) + 1);
         return FV_OK;
     }
     int64_t v;

@@ -66,6 +66,8 @@ enum fv_err {
     FV_E_EMPTY_REPORT = -44,    /* report holds no records (GET) */
     FV_E_NO_FORMS = -45,        /* app has no forms */
     FV_E_NO_REPORTS = -46,      /* app has no reports */
+    FV_E_NO_RESULT = -47,       /* GET criteria matched no record */
+    FV_E_NO_PAGES = -48,        /* app has no pages */
 };
 
 /* Name of an fv_err ("FV_E_NOMEM"); never NULL, static storage. */

@@ -52,6 +52,8 @@ static const struct err_row err_rows[] = {
     {FV_E_EMPTY_REPORT, "FV_E_EMPTY_REPORT", "no records in the report"},
     {FV_E_NO_FORMS, "FV_E_NO_FORMS", "the application has no forms"},
     {FV_E_NO_REPORTS, "FV_E_NO_REPORTS", "the application has no reports"},
+    {FV_E_NO_RESULT, "FV_E_NO_RESULT", "no records match the criteria"},
+    {FV_E_NO_PAGES, "FV_E_NO_PAGES", "the application has no pages"},
 };
 
 static const struct err_row *err_find(int rc)

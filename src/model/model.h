@@ -6,13 +6,26 @@
  * No I/O: the module turns bytes into validated structures and SQL text and
  * back. Depends on core and jansson only. See src/model/README.md.
  *
- * SQL naming (the store relies on it): a form's table is "f_<form link>",
- * a field's columns are "c_<field link>" or, for composite types,
+ * SQL naming (the store relies on it): a form's table is
+ * "f_<app link>__<form link>" (fv_model_form_table; two apps of a tenant may
+ * have forms with the same link name, so the app is part of the name), a
+ * field's columns are "c_<field link>" or, for composite types,
  * "c_<field link>__<part>". Link names match [A-Za-z][A-Za-z0-9_]{0,63}, so
  * these identifiers are safe; they are always emitted double-quoted.
  * System columns: "ID" INTEGER PRIMARY KEY, "Added_Time", "Modified_Time"
  * (TEXT, "YYYY-MM-DD HH:MM:SS" UTC), "Added_User", "Modified_User" (TEXT),
  * "row_version" INTEGER.
+ *
+ * Storage encoding of field values (details in src/model/README.md); empty
+ * values are SQL NULL in every column, so stored text is never "":
+ *   text types, dropdown, radio   TEXT, the text (UTF-8)
+ *   number, autonumber            INTEGER (autonumber prefix added on output)
+ *   decimal, percent, currency    INTEGER, value * 10^decimal_places (exact)
+ *   date / datetime / time        TEXT "YYYY-MM-DD" / "YYYY-MM-DD HH:MM:SS" / "HH:MM:SS"
+ *   decision                      INTEGER 0/1
+ *   multi_select, checkbox        TEXT, compact JSON array of choices
+ *   url / name / address          2 / 4 / 8 TEXT columns, one per part
+ *   lookup                        INTEGER record ID; multi: TEXT JSON array of IDs
  */
 #ifndef FV_MODEL_H
 #define FV_MODEL_H
@@ -150,6 +163,16 @@ FV_MUST_CHECK int fv_model_app_from_json(const json_t *root, struct fv_app **ret
 json_t *fv_model_app_to_json(const struct fv_app *app);
 void fv_model_app_free(struct fv_app *app);
 
+/*
+ * SQL table name of form (of app), without quotes: "f_<app link>__<form link>".
+ * The store creates tables under this name and the criteria compiler uses it
+ * for lookup subqueries, so both must call this one function.
+ * Errors: FV_E_LIMIT when cap is too small (cap >= 2 * FV_MODEL_LINK_MAX + 5
+ * always suffices).
+ */
+FV_MUST_CHECK int fv_model_form_table(const struct fv_app *app, const struct fv_form *form,
+                                      char *ret, size_t cap);
+
 /* Lookups by link name (exact, case-sensitive); NULL when absent. */
 const struct fv_form *fv_model_app_form(const struct fv_app *app, const char *link);
 const struct fv_report *fv_model_app_report(const struct fv_app *app, const char *link);
@@ -207,7 +230,8 @@ FV_MUST_CHECK int fv_model_value_parse_text(const struct fv_app *app, const stru
  * Format the stored columns cols[0..ncols) of field f as its v2.1 "Out" JSON
  * value (new reference). All-NULL columns give "" for scalar text types and
  * the documented empty shape for composites. Lookup values are formatted
- * with lookup_display_text (borrowed, may be NULL) as zc_display_value.
+ * with lookup_display_text (borrowed, may be NULL) as zc_display_value;
+ * for a multi lookup it may be a JSON array of strings parallel to the IDs.
  * Returns NULL only on OOM.
  */
 json_t *fv_model_value_format(const struct fv_app *app, const struct fv_field *f,
@@ -251,7 +275,8 @@ void fv_model_where_release(struct fv_sql_where *w);
  * no value ever appears in the SQL text. Refused: unknown field, operator
  * not valid for the type (e.g. < on a multi select), wrong literal type.
  * Errors: FV_E_CRITERIA (reterr names the field/operator and position),
- * FV_E_NOMEM, FV_E_LIMIT.
+ * FV_E_NOMEM, FV_E_LIMIT. On error w is rolled back to its state on entry
+ * (or reset to empty if its buffer freed itself).
  */
 FV_MUST_CHECK int fv_model_criteria_compile(const struct fv_criteria *c, const struct fv_app *app,
                                             const struct fv_form *form, struct fv_sql_where *w,

@@ -191,6 +191,15 @@ struct fv_store_write {
  * (unknown key in data).
  * actor: who writes ("token:12", "cli"), recorded in Added/Modified_User and
  * the change log.
+ * Details: a form that is not one of app's is FV_E_NO_FORM for that write;
+ * *_ID writes with a non-NULL where also require the record to match it
+ * (else FV_E_NO_RECORD), so report criteria apply; an update without any
+ * field is FV_E_BODY; limit 0 on *_WHERE is FV_E_PARAM. CSV cells
+ * (INSERT only): a NULL cell_fields[i] skips that column; a lookup cell that
+ * is not the ID of an existing target record is resolved through the
+ * target's display field (exactly one match, else FV_E_VALIDATION).
+ * *_WHERE writes report per-record outcomes in results (w.rc stays FV_OK);
+ * each record has its own nested SAVEPOINT.
  */
 FV_MUST_CHECK int fv_store_write(struct fv_tenant *t, const struct fv_app *app,
                                  struct fv_store_write *w, size_t n, const char *actor);
@@ -217,6 +226,12 @@ struct fv_store_query {
  * (keyset: sort value + ID), else "". Reads never wait for writes.
  * Errors: FV_E_CURSOR (malformed cursor), FV_E_NO_FIELD (unknown column),
  * FV_E_IO, FV_E_NOMEM.
+ * Details: columns NULL = every field of the form (columns non-NULL with
+ * n_columns 0 = ID only); a cursor bound to another
+ * form or sort order is FV_E_CURSOR; with a cursor, offset is ignored;
+ * limit 0 or over 100000 is FV_E_PARAM; a form not of app is FV_E_NO_FORM.
+ * System fields: "Added_Time"/"Modified_Time" in the app date format plus
+ * " HH:mm:ss", "Added_User"/"Modified_User" as text.
  */
 FV_MUST_CHECK int fv_store_query(struct fv_tenant *t, const struct fv_app *app,
                                  const struct fv_store_query *q, json_t **ret_rows,
@@ -232,6 +247,10 @@ FV_MUST_CHECK int fv_store_count(struct fv_tenant *t, const struct fv_form *form
  * Change-log entries with seq > after_seq, at most limit, as a new JSON array
  * of {"seq","time","actor","op","form","record_id","row"} ("op" is insert,
  * update, delete or schema; "row" the new row image or null).
+ * Also "app" (link name). "time" is ms since the epoch; "record_id" a string
+ * (null for schema entries); "row" maps stored column names ("ID",
+ * "c_<field>", ...) to stored values; for schema entries it is the app's
+ * canonical definition.
  */
 FV_MUST_CHECK int fv_store_changelog_read(struct fv_tenant *t, int64_t after_seq, size_t limit,
                                           json_t **ret);
@@ -246,7 +265,28 @@ struct fv_store_engine {
     int (*open)(const struct fv_store_options *opt, struct fv_store **ret,
                 struct fv_error *reterr);
     void (*close)(struct fv_store *s);
-    /* ... one pointer per public function; see store_int.h */
+    /* One pointer per public function above, same contract. */
+    int (*tenant_create)(struct fv_store *s, const char *name, const char *region,
+                         struct fv_store_tenant_info *ret, struct fv_error *reterr);
+    int (*tenant_list)(struct fv_store *s, struct fv_store_tenant_info **ret, size_t *ret_n);
+    int (*tenant_find)(struct fv_store *s, const char *name, struct fv_store_tenant_info *ret);
+    int (*tenant_acquire)(struct fv_store *s, int64_t tenant_id, struct fv_tenant **ret);
+    void (*tenant_release)(struct fv_tenant *t);
+    int (*token_insert)(struct fv_store *s, const struct fv_store_token *tok,
+                        const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES], int64_t *ret_id);
+    int (*token_lookup)(struct fv_store *s, const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
+                        struct fv_store_token *ret);
+    int (*app_install)(struct fv_tenant *t, const char *json, size_t len, const char *actor,
+                       struct fv_error *reterr);
+    int (*app_get)(struct fv_tenant *t, const char *link, const struct fv_app **ret);
+    int (*app_list)(struct fv_tenant *t, struct fv_store_app_entry **ret, size_t *ret_n);
+    int (*write)(struct fv_tenant *t, const struct fv_app *app, struct fv_store_write *w,
+                 size_t n, const char *actor);
+    int (*query)(struct fv_tenant *t, const struct fv_app *app, const struct fv_store_query *q,
+                 json_t **ret_rows, char *ret_cursor, size_t cursor_cap);
+    int (*count)(struct fv_tenant *t, const struct fv_form *form,
+                 const struct fv_sql_where *where, int64_t *ret_n);
+    int (*changelog_read)(struct fv_tenant *t, int64_t after_seq, size_t limit, json_t **ret);
 };
 /* The engine used for a data dir ("sqlite" is the only one today). */
 const struct fv_store_engine *fv_store_engine_sqlite(void);

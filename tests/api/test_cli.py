@@ -1,0 +1,242 @@
+"""The command line: help, version, tenants, app import/export, CSV import,
+change log."""
+import csv
+import json
+import re
+
+import pytest
+
+from fvtest import APPS, Api, BIN, Server, expect
+
+pytestmark = pytest.mark.local
+
+SUBCOMMANDS = [
+    [], ["init"], ["serve"], ["version"], ["tenant"], ["tenant", "create"], ["tenant", "list"],
+    ["app"], ["app", "import"], ["app", "export"], ["token"], ["token", "create"],
+    ["import"], ["changelog"],
+]
+
+
+@pytest.fixture(scope="module")
+def offline():
+    """An initialised node that is never started (CLI-only checks)."""
+    s = Server()
+    s.init()
+    yield s
+    s.cleanup()
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS, ids=[" ".join(s) or "top" for s in SUBCOMMANDS])
+def test_help(offline, sub):
+    p = offline.run(*sub, "--help")
+    assert p.returncode == 0, f"`formvault {' '.join(sub)} --help` exited {p.returncode}: " \
+                              f"{p.stderr[:300]}"
+    assert re.search(r"usage", p.stdout, re.I), f"no usage on stdout: {p.stdout[:300]!r}"
+    if sub:
+        assert sub[-1] in p.stdout, f"help of '{' '.join(sub)}' does not name it"
+
+
+def test_unknown_subcommand_fails(offline):
+    p = offline.run("no-such-command")
+    assert p.returncode != 0
+    assert p.stderr.strip(), "an error must say why on stderr"
+
+
+def test_version(offline):
+    p = offline.run("version")
+    assert p.returncode == 0
+    assert re.search(r"\b\d+\.\d+\.\d+\b", p.stdout), p.stdout
+
+
+def test_tenant_list(server):
+    out = server.cli("tenant", "list")
+    names = set(re.findall(r"[A-Za-z][A-Za-z0-9_]*", out))
+    assert {"acme", "beta"} <= names, out
+
+
+def test_tenant_create_duplicate_fails(server):
+    p = server.run("tenant", "create", "acme")
+    assert p.returncode != 0 and "acme" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_token_create_unknown_scope_fails(server):
+    p = server.run("token", "create", "--tenant", "acme", "--scopes", "ZohoCreator.nope.READ")
+    assert p.returncode != 0 and "ZohoCreator.nope.READ" in p.stderr
+    assert p.stdout.strip() == "", "no token may be printed on failure"
+
+
+def test_token_for_unknown_tenant_fails(server):
+    p = server.run("token", "create", "--tenant", "nosuchtenant", "--scopes",
+                   "ZohoCreator.report.READ")
+    assert p.returncode != 0 and p.stdout.strip() == ""
+
+
+def test_token_created_while_serving_works(server, node):
+    tok = server.token("acme", ["ZohoCreator.report.READ"])
+    api = Api(server.base, "acme", "shop", tok)
+    expect(api.report("All_Items", {"max_records": "200"}), 200, 3000)
+    assert tok not in node.tokens.values()
+
+
+# ------------------------------------------------------------------ apps
+
+def test_app_export_round_trip(server, make_server):
+    out = server.cli("app", "export", "shop", "--tenant", "acme")
+    exported = json.loads(out)
+    src = json.loads((APPS / "test_app.json").read_text())
+    assert exported["link_name"] == "shop" and exported["format"] == 1
+    assert [f["link_name"] for f in exported["forms"]] == [f["link_name"] for f in src["forms"]]
+    for fe, fs in zip(exported["forms"], src["forms"]):
+        assert [(x["link_name"], x["type"]) for x in fe["fields"]] == \
+            [(x["link_name"], x["type"]) for x in fs["fields"]]
+        for xe, xs in zip(fe["fields"], fs["fields"]):
+            for k in ("required", "unique", "max_length", "choices", "default",
+                      "decimal_places", "lookup", "prefix", "start"):
+                if k in xs:
+                    got = xe.get(k)
+                    want = xs[k]
+                    if k == "lookup":
+                        got = {kk: vv for kk, vv in (got or {}).items() if kk != "multi"}
+                        want = {kk: vv for kk, vv in want.items() if kk != "multi"}
+                    assert got == want, f"{fs['link_name']}.{xs['link_name']}.{k}"
+    assert [r["link_name"] for r in exported["reports"]] == [r["link_name"] for r in src["reports"]]
+    # canonical: exporting an import of the export gives the same text
+    other = make_server(tenants=("t2",), app=None, start=False)
+    p = other.tmp / "exported.json"
+    p.write_text(out)
+    other.import_app(p, "t2")
+    assert other.cli("app", "export", "shop", "--tenant", "t2") == out
+
+
+def test_app_export_unknown_app_fails(server):
+    p = server.run("app", "export", "nosuchapp", "--tenant", "acme")
+    assert p.returncode != 0 and "nosuchapp" in p.stderr
+
+
+BAD_APPS = [
+    ("unknown_key", lambda a: a["forms"][0]["fields"][0].update({"requird": True}),
+     ["forms[0].fields[0]", "requird"]),
+    ("unknown_type", lambda a: a["forms"][1]["fields"][3].update({"type": "colour"}),
+     ["forms[1].fields[3].type", "colour"]),
+    ("choices_missing", lambda a: a["forms"][1]["fields"][12].pop("choices"),
+     ["forms[1].fields[12]", "choices"]),
+    ("bad_link_name", lambda a: a["forms"][0]["fields"][1].update({"link_name": "1abc"}),
+     ["forms[0].fields[1]", "1abc"]),
+    ("reserved_name", lambda a: a["forms"][0]["fields"][1].update({"link_name": "Added_Time"}),
+     ["forms[0].fields[1]", "Added_Time"]),
+    ("duplicate_field", lambda a: a["forms"][0]["fields"][1].update(
+        {"link_name": "Customer_Code"}), ["forms[0].fields[1]", "Customer_Code"]),
+    ("lookup_bad_form", lambda a: a["forms"][1]["fields"][22]["lookup"].update(
+        {"form": "Nowhere"}), ["forms[1].fields[22]", "Nowhere"]),
+    ("report_bad_form", lambda a: a["reports"][0].update({"form": "Nowhere"}),
+     ["reports[0]", "Nowhere"]),
+    ("default_invalid", lambda a: a["forms"][1]["fields"][12].update({"default": "Food"}),
+     ["forms[1].fields[12]", "Food"]),
+    ("decimal_places_10", lambda a: a["forms"][1]["fields"][6].update({"decimal_places": 10}),
+     ["forms[1].fields[6]", "decimal_places"]),
+    ("bad_format", lambda a: a.update({"format": 2}), ["format"]),
+    ("bad_criteria", lambda a: a["reports"][4].update({"criteria": "Price <<< 1"}),
+     ["reports[4]", "criteria"]),
+]
+
+
+@pytest.mark.parametrize("mutate,needles", [b[1:] for b in BAD_APPS], ids=[b[0] for b in BAD_APPS])
+def test_app_import_errors_name_the_place(server, tmp_path, mutate, needles):
+    app = json.loads((APPS / "test_app.json").read_text())
+    app["link_name"] = "badshop"
+    mutate(app)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(app))
+    r = server.run("app", "import", str(p), "--tenant", "acme")
+    assert r.returncode != 0, f"invalid app accepted: {needles}"
+    for n in needles:
+        assert n in r.stderr, f"error must contain {n!r}: {r.stderr[:400]!r}"
+    e = server.run("app", "export", "badshop", "--tenant", "acme")
+    assert e.returncode != 0, "a refused app was installed anyway"
+
+
+# ------------------------------------------------------------------ CSV import
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def test_csv_import_reports_bad_rows_and_keeps_good(server, node, tmp_path, uniq):
+    code = uniq[-6:]
+    rows = [
+        [f"A{code}", "Alpha, Inc."],          # 1 ok (quoted comma)
+        ["", "No code"],                       # 2 missing required
+        [f"B{code}", 'Say "hi"\nnew line'],    # 3 ok (quotes, line break)
+        [f"A{code}", "Duplicate"],             # 4 unique violation
+        [f"C{code}" + "x" * 20, "Too long"],   # 5 over max_length 12
+        [f"D{code}", "Delta"],                 # 6 ok
+    ]
+    p = tmp_path / "customers.csv"
+    write_csv(p, ["Customer_Code", "Company"], rows)
+    r = server.run("import", str(p), "--tenant", "acme", "--app", "shop", "--form", "Customer")
+    assert r.returncode == 0, f"import exited {r.returncode}: {r.stderr[:500]}"
+    err_rows = {int(n) for n in re.findall(r"\brow\D{0,3}(\d+)", r.stderr, re.I)}
+    assert err_rows == {2, 4, 5}, f"row errors reported for {err_rows}, expected 2, 4, 5:\n" \
+                                  f"{r.stderr[:800]}"
+    summary = (r.stdout + r.stderr).lower()
+    assert re.search(r"\b3\b", summary) and re.search(r"\b6\b", summary), \
+        f"summary must give rows read (6) and imported (3): {summary[-300:]!r}"
+    api = node.api()
+    got = api.find("All_Customers", f'Customer_Code.endsWith("{code}")')
+    assert sorted((x["Customer_Code"], x["Company"]) for x in got) == [
+        (f"A{code}", "Alpha, Inc."), (f"B{code}", 'Say "hi"\nnew line'), (f"D{code}", "Delta")]
+
+
+def test_csv_import_by_display_name(server, node, tmp_path, uniq):
+    code = uniq[-8:]
+    p = tmp_path / "c.csv"
+    write_csv(p, ["Customer Code", "Company"], [[f"E{code}", "Echo"]])
+    server.cli("import", str(p), "--tenant", "acme", "--app", "shop", "--form", "Customer")
+    got = node.api().find("All_Customers", f'Customer_Code == "E{code}"')
+    assert [x["Company"] for x in got] == ["Echo"]
+
+
+def test_csv_import_unknown_column_writes_nothing(server, node, tmp_path, uniq):
+    code = uniq[-8:]
+    p = tmp_path / "c.csv"
+    write_csv(p, ["Customer_Code", "Colour"], [[f"F{code}", "red"]])
+    r = server.run("import", str(p), "--tenant", "acme", "--app", "shop", "--form", "Customer")
+    assert r.returncode != 0 and "Colour" in r.stderr, (r.returncode, r.stderr[:300])
+    expect(node.api().report("All_Customers", {"criteria": f'Customer_Code == "F{code}"'}),
+           200, 9280)
+
+
+def test_csv_import_unknown_form_fails(server, tmp_path):
+    p = tmp_path / "c.csv"
+    write_csv(p, ["Label"], [["x"]])
+    r = server.run("import", str(p), "--tenant", "acme", "--app", "shop", "--form", "Nowhere")
+    assert r.returncode != 0 and "Nowhere" in r.stderr
+
+
+# ------------------------------------------------------------------ change log
+
+def test_changelog_records_mutations(make_server):
+    s = make_server()
+    api = Api(s.base, "acme", "shop", s.token("acme"))
+    start = s.changelog("acme")
+    last = start[-1]["seq"] if start else 0
+    a, b = api.add_ok("Scratch", [{"Label": "a"}, {"Label": "b"}])
+    expect(api.update("All_Scratch", a, {"Label": "a2"}), 200, 3000)
+    expect(api.delete("All_Scratch", b), 200, 3000)
+    # failed writes leave no entry
+    expect(api.add("Bulk", [{"N": "x", "Batch": "b"}]), 200, 3002)
+    expect(api.update("All_Scratch", "1", {"Label": "x"}), 200, 3190)
+    expect(api.add("Bulk", [{"N": i, "Batch": "b"} for i in range(201)]), 200, 3950)
+    log = s.changelog("acme", after=last)
+    assert [e["seq"] for e in log] == list(range(last + 1, last + 5)), log
+    for e in log:
+        assert {"seq", "time", "actor", "op", "form", "record_id", "row"} <= set(e), e
+    assert [(e["op"], e["form"], str(e["record_id"])) for e in log] == [
+        ("insert", "Scratch", a), ("insert", "Scratch", b), ("update", "Scratch", a),
+        ("delete", "Scratch", b)], log
+    assert s.changelog("acme", after=last, limit=2) == log[:2]
+    assert s.changelog("acme", after=last + 3) == log[3:]
+    assert s.changelog("acme", after=last + 4) == []
