@@ -278,7 +278,8 @@ rss_sampler() { # pid file
     local p=$1 f=$2 ph
     while kill -0 "$p" 2>/dev/null; do
         ph=$(cat "$tmp/phase")
-        awk -v ph="$ph" '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} END{if (r) print ph, r, h}' \
+        awk -v ph="$ph" '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} /^RssAnon:/{a=$2} /^RssFile:/{f=$2}
+                         END{if (r) print ph, r, h, a, f}' \
             "/proc/$p/status" >>"$f" 2>/dev/null || break
         sleep 0.2
     done
@@ -396,16 +397,17 @@ if [ -n "$profile" ] && command -v perf >/dev/null; then
         {
             echo "# $w: server CPU by symbol (self), cpu-clock samples"
             perf report -i "$out/perf-$w.data" --stdio --no-children --sort dso,symbol \
-                --percent-limit 0.5 -g none 2>/dev/null | grep -v '^$'
+                --percent-limit 0.5 -g none 2>/dev/null | grep -v -e '^$' -e '^# [(.T]' || true
             echo
             echo "# $w: by shared object"
             perf report -i "$out/perf-$w.data" --stdio --no-children --sort dso -g none \
-                2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+                2>/dev/null | grep -v -e '^#' -e '^$' | head -15 || true
             if [ "$callgraph" != none ]; then
                 echo
-                echo "# $w: inclusive (children), formvault and library entry points"
+                echo "# $w: inclusive (self + callees), named symbols >= 2%"
                 perf report -i "$out/perf-$w.data" --stdio --children --sort symbol \
-                    --percent-limit 3 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+                    --percent-limit 2 -g none 2>/dev/null |
+                    grep -v -e '^#' -e '^$' -e '\] 0x0000' | head -70 || true
             fi
         } >"$out/perf-$w.txt"
         log "wrote bench/out/perf-$w.txt"
@@ -432,7 +434,8 @@ row() { # name label records-per-request
         "$(val "$n" p50_ms)" "$(val "$n" p99_ms)" \
         "$(val "$n" non200) / $(val "$n" badbody) / $(val "$n" sock_errors)" \
         "$(awk -v c="$(val "$n" server_cpu_s)" -v w="$(val "$n" wrk_cpu_s)" -v o="$(val "$n" other_cpu_s)" \
-            -v d="$(val "$n" duration_s)" 'BEGIN{printf "%.2f / %.2f / %.2f", c / d, w / d, o / d}')" \
+            -v t="$(val "$n" machine_total_s)" -v k="$(nproc)" \
+            'BEGIN{d = t / k; printf "%.2f / %.2f / %.2f", c / d, w / d, o / d}')" \
         "$cpu_us"
 }
 verdict() { # value op goal -> met / NOT met, by how much
@@ -478,7 +481,13 @@ done
     row add_one "add one record" 1
     echo
     echo "- get by ID / nginx: $ratio (means $getid / $ngxr req/s)"
-    echo "- server RSS: max $(mib "$rss_max") MiB under load (VmHWM $(mib "$hwm") MiB), $(mib "$rss_idle") MiB idle after seeding, $(mib "${rss_final:-0}") MiB after the load"
+    echo "- server RSS: max $(mib "$rss_max") MiB under load (VmHWM $(mib "$hwm") MiB), $(mib "$rss_idle") MiB idle after seeding, $(mib "${rss_final:-0}") MiB after the load; RSS = anonymous (heap, stacks) + file-backed (libraries, SQLite mmap of the databases). Max per phase, MiB (RSS = anon + file):"
+    awk '$1 != "finished" && $1 != "idle" {
+            if (!($1 in r)) order[n++] = $1
+            if ($2 > r[$1]) {r[$1] = $2; a[$1] = $4; f[$1] = $5} }
+         END {for (i = 0; i < n; i++) { p = order[i]
+              printf "%s%s %.1f = %.1f + %.1f%s", (i ? " " : "  "), p, r[p] / 1024, a[p] / 1024,
+                     f[p] / 1024, (i < n - 1 ? ";" : "\n") }}' "$tmp/rss.txt"
     echo "- durability: $n_acked adds acknowledged during add_one; after SIGKILL and restart $n_present present, $n_missing missing, $n_extra unacknowledged extra (in flight when wrk stopped)"
     if [ -n "$syncs" ]; then
         echo "- durable commits during add_one: $syncs fsync/fdatasync calls by the server, $(awk -v a="$(val add_one ok)" -v s="$syncs" 'BEGIN{if (s > 0) printf "%.1f", a / s; else print "-"}') acknowledged adds per sync"

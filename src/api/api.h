@@ -74,6 +74,12 @@ void fv_api_handle(struct fv_api *api, const struct fv_api_request *req,
 /* Map an fv_err to HTTP status and Creator code (the one table). */
 void fv_api_error_map(int rc, int *ret_status, int *ret_creator_code);
 
+/*
+ * The Creator code of one record's outcome inside a multi-record `result`
+ * (3000, 8011, 8012, else 3001), derived from the same table.
+ */
+int fv_api_error_record_code(int rc);
+
 /* ------------------------------------------------------------ API tokens */
 
 /*

@@ -320,9 +320,7 @@ static json_t *result_entry(struct api_ctx *c, const struct fv_form *form, int r
                             const struct fv_error *e, uint64_t id, const struct result_opts *o,
                             const char *ok_message)
 {
-    int status, code;
-    fv_api_error_map(rc, &status, &code);
-    (void)status;
+    int code = fv_api_error_record_code(rc);
     if (rc == FV_OK) {
         json_t *entry = json_pack("{s:i,s:o}", "code", 3000, "data", record_echo(c, form, id, o));
         if (entry && o->message)

@@ -65,3 +65,13 @@ void fv_api_error_map(int rc, int *ret_status, int *ret_creator_code)
     *ret_status = 500;
     *ret_creator_code = 2930;
 }
+
+int fv_api_error_record_code(int rc)
+{
+    int status, code;
+    fv_api_error_map(rc, &status, &code);
+    /* Inside a per-record result only these codes exist (creator-api.md 5.1, 7). */
+    if (code == 3000 || code == 8011 || code == 8012)
+        return code;
+    return 3001;
+}

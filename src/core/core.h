@@ -254,6 +254,7 @@ struct fv_config {
     char tls_cert[FV_CONFIG_PATH_MAX]; /* PEM cert; "" = self-signed in data dir */
     char tls_key[FV_CONFIG_PATH_MAX];  /* PEM key */
     int threads;            /* HTTP worker threads; 0 = number of cores */
+    int write_threads;      /* threads that run writes (group commit) */
     int max_connections;    /* connection limit per listener */
     int connection_timeout_s; /* idle keep-alive timeout, seconds */
     int64_t max_body_bytes; /* largest accepted request body, bytes */

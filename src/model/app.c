@@ -826,6 +826,14 @@ int fv_model_app_from_json(const json_t *root, struct fv_app **ret_app, struct f
         goto out;
     }
     rc = get_link(root, "link_name", "app", app->link_name, reterr);
+    /*
+     * Tables are "f_<app>__<form>": an app name without "__" that does not
+     * end in "_" keeps that mapping one-to-one across the apps of a tenant
+     * (app "a__b" + form "c" and app "a" + form "b__c" would share a table).
+     */
+    if (rc == FV_OK &&
+        (strstr(app->link_name, "__") != NULL || app->link_name[strlen(app->link_name) - 1] == '_'))
+        rc = perr(reterr, "app", "'link_name' must not contain '__' or end with '_'");
     if (rc == FV_OK)
         rc = get_text(root, "display_name", "app", FV_MODEL_NAME_MAX, &app->display_name, reterr);
     if (rc == FV_OK && app->display_name == NULL &&

@@ -744,10 +744,26 @@ static int emit(struct comp *c, const char *s)
     return fv_buf_append_cstr(&c->w->sql, s);
 }
 
-/* A double-quoted identifier; name must be a validated link-style name. */
+/*
+ * Identifier syntax of everything emitted: [A-Za-z][A-Za-z0-9_]*, at most
+ * "c_" + link + "__" + part long. Column and table names derived from link
+ * names ("c_<64 bytes>__first_name") are longer than a link name itself.
+ */
+static bool ident_safe(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > FV_MODEL_LINK_MAX * 2 + 6 || !ident_start(s[0]))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!ident_char(s[i]))
+            return false;
+    return true;
+}
+
+/* A double-quoted identifier built from validated names only. */
 static int emit_ident(struct comp *c, const char *name)
 {
-    FV_ASSERT(fv_model_link_name_valid(name, strlen(name)));
+    FV_ASSERT(ident_safe(name));
     int rc = fv_buf_append(&c->w->sql, "\"", 1);
     if (rc == FV_OK)
         rc = fv_buf_append_cstr(&c->w->sql, name);
@@ -1112,15 +1128,18 @@ static int compile_test(struct comp *c, const struct fv_form *form, const struct
 
     if (f->type == FV_FIELD_LOOKUP && rest > 0) {
         const struct fv_form *target = f->lookup_target;
-        char tcol[FV_MODEL_LINK_MAX + 3], ttab[FV_MODEL_LINK_MAX + 3];
+        char tcol[FV_MODEL_LINK_MAX + 3], ttab[2 * FV_MODEL_LINK_MAX + 8];
         if (target == NULL)
             target = fv_model_app_form(c->app, f->lookup_form);
-        if (target == NULL || hops >= FV_MODEL_CRITERIA_MAX_SEGS)
+        if (target == NULL || c->app == NULL || hops >= FV_MODEL_CRITERIA_MAX_SEGS)
             return cerr(c, t->pos, "lookup '%s' cannot be followed", ptext);
         rc = fv_model_field_column(f, 0, tcol, sizeof(tcol), NULL, NULL);
         if (rc != FV_OK)
             return rc;
-        (void)snprintf(ttab, sizeof(ttab), "f_%s", target->link_name);
+        /* the store names tables with the same function */
+        rc = fv_model_form_table(c->app, target, ttab, sizeof(ttab));
+        if (rc != FV_OK)
+            return rc;
         if (f->lookup_multi) {
             rc = emit(c, "EXISTS (SELECT 1 FROM json_each(");
             if (rc == FV_OK)

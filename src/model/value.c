@@ -1106,7 +1106,10 @@ static json_t *col_string(const struct fv_sqlval *v)
     char buf[32];
     switch (v->type) {
     case FV_SQL_TEXT:
-        return json_stringn(v->s != NULL ? v->s : "", v->s != NULL ? v->len : 0);
+        /* stored text was validated on write; a corrupt cell is shown empty */
+        if (v->s == NULL || !fv_model_utf8_check(v->s, v->len, NULL, NULL))
+            return json_string("");
+        return json_stringn(v->s, v->len);
     case FV_SQL_INT:
         (void)snprintf(buf, sizeof(buf), "%lld", (long long)v->i);
         return json_string(buf);
@@ -1181,7 +1184,8 @@ static json_t *format_composite(const struct fv_field *f, const struct fv_sqlval
     for (size_t i = 0; rc == FV_OK && i < nparts; i++) {
         rc = obj_set(o, parts[i], col_string(&cols[i]));
         /* the display value leaves out the coordinates */
-        if (rc != FV_OK || cols[i].type != FV_SQL_TEXT || cols[i].len == 0 ||
+        if (rc != FV_OK || cols[i].type != FV_SQL_TEXT || cols[i].s == NULL || cols[i].len == 0 ||
+            !fv_model_utf8_check(cols[i].s, cols[i].len, NULL, NULL) ||
             (f->type == FV_FIELD_ADDRESS && (i == ADDR_LAT || i == ADDR_LON)))
             continue;
         if (disp.len > 0)
@@ -1208,7 +1212,11 @@ static json_t *lookup_item(int64_t id, const char *display)
         return NULL;
     (void)snprintf(buf, sizeof(buf), "%lld", (long long)id);
     if (obj_set(o, "ID", json_string(buf)) != FV_OK ||
-        obj_set(o, "zc_display_value", json_string(display != NULL ? display : "")) != FV_OK) {
+        obj_set(
+            o, "zc_display_value",
+            json_string(display != NULL && fv_model_utf8_check(display, strlen(display), NULL, NULL)
+                            ? display
+                            : "")) != FV_OK) {
         json_decref(o);
         return NULL;
     }

@@ -732,6 +732,7 @@ int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_
     char now_text[32];
     int rc, fatal = FV_OK;
 
+    bool has_where = w->where && w->where->sql.len;
     if (!p->ready)
         return FV_OK;
     fv_store_time_text(now_ms, now_text, sizeof(now_text));
@@ -743,14 +744,15 @@ int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_
         rc = do_insert(t, app, p, actor, now_text, now_ms);
         break;
     case FV_STORE_UPDATE_ID:
-        rc = record_matches(t, p->sf, (int64_t)w->id, w->where);
+        /* without criteria the UPDATE itself reports a missing record */
+        rc = has_where ? record_matches(t, p->sf, (int64_t)w->id, w->where) : FV_OK;
         if (rc == FV_OK)
             rc = check_lookups(t, p);
         if (rc == FV_OK)
             rc = do_update_one(t, app, p, (int64_t)w->id, actor, now_text, now_ms, &w->err);
         break;
     case FV_STORE_DELETE_ID:
-        rc = record_matches(t, p->sf, (int64_t)w->id, w->where);
+        rc = has_where ? record_matches(t, p->sf, (int64_t)w->id, w->where) : FV_OK;
         if (rc == FV_OK)
             rc = do_delete_one(t, app, p->sf, (int64_t)w->id, actor, now_ms, &w->err);
         break;

@@ -41,8 +41,11 @@ def loaded(tmp_path_factory):
         for app, form, csvp in (("clinic", "Patient", "clinic/patients.csv"),
                                 ("clinic", "Visit", "clinic/visits.csv"),
                                 ("birdstrikes", "Strike", "birdstrikes/birdstrikes.csv")):
-            results[form] = s.run("import", str(EX / csvp), "--tenant", "demo", "--app", app,
-                                  "--form", form, timeout=300)
+            try:
+                results[form] = s.run("import", str(EX / csvp), "--tenant", "demo", "--app",
+                                      app, "--form", form, timeout=300)
+            except subprocess.TimeoutExpired as e:
+                results[form] = e
         s.start()
         tok = s.token("demo")
         yield s, tok, results
@@ -57,6 +60,7 @@ pytestmark = pytest.mark.local
 def test_example_import_clean(loaded, form):
     _, _, results = loaded
     p = results[form]
+    assert not isinstance(p, subprocess.TimeoutExpired), f"import {form} took over 300 s"
     assert p.returncode == 0, f"import {form} exited {p.returncode}: {p.stderr[-1500:]}"
     bad = [line for line in p.stderr.splitlines() if "row" in line.lower()]
     assert not bad, f"import {form} refused rows:\n" + "\n".join(bad[:20])

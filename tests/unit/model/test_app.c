@@ -173,6 +173,10 @@ static void test_app_parse_top_level_errors(void **state)
         "{'format':1,'link_name':'1a','forms':[]}",
         "app: 'link_name' must be a link name ([A-Za-z][A-Za-z0-9_]*, at most 64 bytes)");
     assert_app_err("{'format':1,'forms':[]}", "app: missing 'link_name'");
+    assert_app_err("{'format':1,'link_name':'a__b','forms':[]}",
+                   "app: 'link_name' must not contain '__' or end with '_'");
+    assert_app_err("{'format':1,'link_name':'a_','forms':[]}",
+                   "app: 'link_name' must not contain '__' or end with '_'");
     assert_app_err("{'format':1,'link_name':'a','date_format':'yyyy/MM/dd','forms':[]}",
                    "date_format: unknown date format 'yyyy/MM/dd'");
     assert_app_err("{'format':1,'link_name':'a','forms':[]}",

@@ -362,11 +362,12 @@ static void test_criteria_compile_lookups(void **state)
     assert_param_int(0, 3894000000012001);
     assert_sql("Visit", "Patient == \"12\"", "(\"c_Patient\" IS ?)");
     assert_param_int(0, 12);
-    assert_sql("Visit", "Patient.Email == \"a@b.co\"",
-               "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_Patient\" WHERE \"c_Email\" IS ?))");
+    assert_sql(
+        "Visit", "Patient.Email == \"a@b.co\"",
+        "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" WHERE \"c_Email\" IS ?))");
     assert_param_text(0, "a@b.co");
     assert_sql("Visit", "Patient.Full_Name.last_name.startsWith(\"Mc\")",
-               "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_Patient\" WHERE "
+               "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" WHERE "
                "instr(\"c_Full_Name__last_name\", ?) = 1))");
     assert_sql("Visit", "Others == 5",
                "(EXISTS (SELECT 1 FROM json_each(\"c_Others\") WHERE value = ?))");
@@ -375,9 +376,9 @@ static void test_criteria_compile_lookups(void **state)
                "(EXISTS (SELECT 1 FROM json_each(\"c_Others\") WHERE value = ?))");
     assert_sql("Visit", "Others.Age > 60",
                "(EXISTS (SELECT 1 FROM json_each(\"c_Others\") WHERE value IN (SELECT \"ID\" FROM "
-               "\"f_Patient\" WHERE \"c_Age\" > ?)))");
+               "\"f_clinic__Patient\" WHERE \"c_Age\" > ?)))");
     assert_sql("Visit", "Patient.ID == 3",
-               "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_Patient\" "
+               "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" "
                "WHERE \"ID\" IS ?))");
     assert_sql("Visit", "Fee >= 100.5 && Patient != null",
                "((\"c_Fee\" >= ? AND \"c_Patient\" IS NOT NULL))");
@@ -459,6 +460,41 @@ static void test_criteria_compile_error_rolls_back(void **state)
     fv_model_criteria_free(b);
 }
 
+/* Link names of the maximum length make identifiers longer than 64 bytes. */
+static void test_criteria_compile_long_names(void **state)
+{
+    static const char l64[] = "L234567890123456789012345678901234567890123456789012345678901234";
+    char json[2048], text[512], want[1024];
+    struct fv_error e;
+    struct fv_criteria *c = NULL;
+    struct fv_sql_where lw;
+    (void)state;
+    assert_int_equal(strlen(l64), 64);
+    (void)snprintf(
+        json, sizeof(json),
+        "{'format':1,'link_name':'a','forms':[{'link_name':'%s','fields':["
+        "{'link_name':'%s','type':'name'},{'link_name':'N','type':'number'},"
+        "{'link_name':'K','type':'lookup','lookup':{'form':'%s','display_field':'N'}}]}],"
+        "'reports':[{'link_name':'R','form':'%s','criteria':'%s.last_name == null'}]}",
+        l64, l64, l64, l64, l64);
+    struct fv_app *la = fixture_parse(json, &e);
+    if (la == NULL)
+        fail_msg("%s", e.msg);
+    (void)snprintf(text, sizeof(text), "K.%s.last_name.startsWith(\"x\")", l64);
+    assert_int_equal(fv_model_criteria_parse(text, strlen(text), &c, NULL), FV_OK);
+    fv_model_where_init(&lw);
+    assert_int_equal(fv_model_criteria_compile(c, la, &la->forms[0], &lw, NULL), FV_OK);
+    (void)snprintf(
+        want, sizeof(want),
+        "(\"c_K\" IN (SELECT \"ID\" FROM \"f_a__%s\" WHERE instr(\"c_%s__last_name\", ?) "
+        "= 1))",
+        l64, l64);
+    assert_string_equal(lw.sql.p, want);
+    fv_model_where_release(&lw);
+    fv_model_criteria_free(c);
+    fv_model_app_free(la);
+}
+
 static void test_criteria_parse_nomem(void **state)
 {
     static const char text[] =
@@ -516,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_criteria_compile_values_never_in_sql),
         cmocka_unit_test(test_criteria_compile_errors),
         cmocka_unit_test(test_criteria_compile_error_rolls_back),
+        cmocka_unit_test(test_criteria_compile_long_names),
         cmocka_unit_test(test_criteria_parse_nomem),
     };
     fv_model_where_init(&w);

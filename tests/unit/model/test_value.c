@@ -661,6 +661,23 @@ static void test_value_format_scalars(void **state)
     assert_format("Patient", "Wake", NULL, "'09:05:00'");
 }
 
+/* Corrupt stored text (invalid UTF-8) is shown empty, never as an error. */
+static void test_value_format_corrupt_text(void **state)
+{
+    (void)state;
+    release();
+    set_text(0, "\xff\xfe");
+    assert_format("Patient", "Patient_Number", NULL, "''");
+    set_text(1, "Ada");
+    assert_format("Patient", "Full_Name", NULL,
+                  "{'prefix':'','first_name':'Ada','last_name':'','suffix':'',"
+                  "'zc_display_value':'Ada'}");
+    release();
+    set_int(0, 7);
+    assert_format("Visit", "Patient", "\xff", "{'ID':'7','zc_display_value':''}");
+    release();
+}
+
 static void test_value_format_dates(void **state)
 {
     (void)state;
@@ -871,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_value_parse_null_and_empty),
         cmocka_unit_test(test_value_parse_text_lookup_multi),
         cmocka_unit_test(test_value_format_scalars),
+        cmocka_unit_test(test_value_format_corrupt_text),
         cmocka_unit_test(test_value_format_dates),
         cmocka_unit_test(test_value_format_multi),
         cmocka_unit_test(test_value_format_composites),

@@ -699,6 +699,30 @@ static void test_fv_store_query_where(void **state)
     fv_model_where_release(&where);
 }
 
+static void test_fv_store_query_where_through_lookup(void **state)
+{
+    struct fx *f = *state;
+    json_t *rows = NULL;
+    char next[128], json[128];
+    struct fv_sql_where where;
+    uint64_t p1 = 0, p2 = 0;
+    fx_patient(f, "P1", 1, &p1);
+    fx_patient(f, "P2", 2, &p2);
+    (void)snprintf(json, sizeof(json), "{\"Patient\":\"%llu\"}", (unsigned long long)p1);
+    assert_int_equal(fx_insert(f, f->visit, json, NULL, NULL), FV_OK);
+    (void)snprintf(json, sizeof(json), "{\"Patient\":\"%llu\"}", (unsigned long long)p2);
+    assert_int_equal(fx_insert(f, f->visit, json, NULL, NULL), FV_OK);
+    /* the compiler's lookup subquery must name the store's table */
+    fx_where(f, f->visit, "Patient.Patient_Number == \"P2\"", &where);
+    struct fv_store_query q = {.form = f->visit, .where = &where, .limit = 10};
+    assert_int_equal(fv_store_query(f->t, f->app, &q, &rows, next, sizeof(next)), FV_OK);
+    assert_int_equal(json_array_size(rows), 1);
+    json_t *lk = json_object_get(json_array_get(rows, 0), "Patient");
+    assert_string_equal(json_string_value(json_object_get(lk, "zc_display_value")), "P2");
+    json_decref(rows);
+    fv_model_where_release(&where);
+}
+
 static void test_fv_store_count_unknown_form(void **state)
 {
     struct fx *f = *state;
@@ -763,6 +787,7 @@ int main(void)
         T(test_fv_store_query_unknown_column),
         T(test_fv_store_query_system_fields_and_offset),
         T(test_fv_store_query_where),
+        T(test_fv_store_query_where_through_lookup),
         T(test_fv_store_count_unknown_form),
         T(test_fv_store_write_reopen_persistence),
     };

@@ -424,6 +424,71 @@ static void test_fv_store_tenant_acquire_concurrent_eviction(void **state)
     }
 }
 
+/* One pass of open, tenant, install, insert, query, close; any step may fail. */
+static int torture_pass(struct fx *f)
+{
+    char data[300];
+    struct fv_store_options o = fx_opts(f, data, sizeof(data));
+    struct fv_store *s = NULL;
+    struct fv_tenant *t = NULL;
+    const struct fv_app *app = NULL;
+    struct fv_store_tenant_info info;
+    json_t *d = NULL, *rows = NULL;
+    char cursor[128];
+    int rc = fv_store_open(&o, &s, NULL);
+    if (rc == FV_OK)
+        rc = fv_store_tenant_create(s, "acme", "us", &info, NULL);
+    if (rc == FV_OK)
+        rc = fv_store_tenant_acquire(s, info.id, &t);
+    if (rc == FV_OK)
+        rc = fv_store_app_install(t, test_app_json, sizeof(test_app_json) - 1, "t", NULL);
+    if (rc == FV_OK)
+        rc = fv_store_app_get(t, "clinic", &app);
+    if (rc == FV_OK) {
+        d = json_pack("{s:s,s:i}", "Patient_Number", "A", "Age", 3);
+        struct fv_store_write w = {.op = FV_STORE_INSERT, .form = fv_model_app_form(app, "Patient"),
+                                   .data = d};
+        rc = fv_store_write(t, app, &w, 1, "t");
+        if (rc == FV_OK)
+            rc = w.rc;
+        fv_free(w.results);
+    }
+    if (rc == FV_OK) {
+        struct fv_store_query q = {.form = fv_model_app_form(app, "Patient"), .limit = 1};
+        rc = fv_store_query(t, app, &q, &rows, cursor, sizeof(cursor));
+    }
+    json_decref(rows);
+    json_decref(d);
+    if (t)
+        fv_store_tenant_release(t);
+    fv_store_close(s);
+    return rc;
+}
+
+static void test_fv_store_alloc_failure_torture(void **state)
+{
+    struct fx *f = *state;
+    char data[512];
+    long n;
+    for (n = 1; n < 5000; n++) {
+        fv_mem_fail_at(n, false);
+        int rc = torture_pass(f);
+        long used = fv_mem_count();
+        fv_mem_fail_at(0, false);
+        /* every failure is reported, never a crash or a wrong success */
+        assert_true(rc == FV_OK || rc < 0);
+        fx_path(f, "", data, sizeof(data));
+        fx_rmdir(f);
+        assert_int_equal(mkdir(f->dir, 0700), 0);
+        if (used < n) {
+            assert_int_equal(rc, FV_OK); /* no failure was injected */
+            break;
+        }
+    }
+    assert_true(n < 5000);
+    print_message("allocation failure points checked: %ld\n", n - 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_bare, fx_teardown)
 
 int main(void)
@@ -451,6 +516,7 @@ int main(void)
         T(test_fv_store_token_insert_no_tenant),
         T(test_fv_store_token_lookup_missing),
         T(test_fv_store_engine_sqlite_table_complete),
+        T(test_fv_store_alloc_failure_torture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
