@@ -7,7 +7,7 @@ ASAN    ?= build-asan
 PYTHON  ?= /usr/bin/python3
 PYTEST   = $(PYTHON) -m pytest -q -p no:cacheprovider
 
-.PHONY: all build deps build-asan check check-unit check-api check-asan check-lint run bench fuzz clean
+.PHONY: all build deps build-asan check check-unit check-clang check-api check-asan check-lint run bench fuzz clean
 
 all: build
 
@@ -28,6 +28,11 @@ check-lint: build
 check-unit: build
 	@cd $(BUILD) && ctest --output-on-failure -L unit
 
+# STYLE 39: the tree also builds warning-free with clang.
+check-clang: deps
+	@CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build-clang -j$(JOBS) >/dev/null
+
 check-api: build
 	@FORMVAULT_BIN=$(CURDIR)/$(BUILD)/formvault $(PYTEST) tests/api tests/system
 
@@ -40,7 +45,7 @@ check-asan: build-asan
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(PYTEST) tests/api
 
-check: check-lint check-unit check-api check-asan
+check: check-lint check-unit check-clang check-api check-asan
 	@echo "make check: all suites passed"
 
 run: build
@@ -57,4 +62,4 @@ fuzz: deps
 	    $$t -max_total_time=$${FUZZ_SECONDS:-60} tests/fuzz/corpus/$$n || exit 1; done
 
 clean:
-	rm -rf $(BUILD) $(ASAN) build-fuzz
+	rm -rf $(BUILD) $(ASAN) build-fuzz build-clang

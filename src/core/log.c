@@ -57,7 +57,7 @@ static json_t *line_new(enum fv_log_level level, const char *msg)
     return o;
 }
 
-static void vlog(enum fv_log_level level, const char *fmt, va_list ap)
+FV_PRINTF(2, 0) static void vlog(enum fv_log_level level, const char *fmt, va_list ap)
 {
     char msg[1024];
     if ((int)level < atomic_load(&log_min))
