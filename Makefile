@@ -48,7 +48,9 @@ check-asan: build-asan
 check: check-lint check-unit check-clang check-api check-asan
 	@echo "make check: all suites passed"
 
-run: build
+run: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) --target formvault >/dev/null
 	@./scripts/demo.sh $(BUILD)/formvault
 
 bench: build

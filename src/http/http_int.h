@@ -7,6 +7,18 @@
 
 #include "http/http.h"
 
+/*
+ * Write offload (README "Write offload"): pending write jobs allowed per
+ * write thread before the public listener answers 503 (STYLE 32), and how
+ * long fv_http_server_stop waits for offloaded answers to reach their
+ * clients before it closes the connections.
+ */
+#define FV_HTTP_WRITE_QUEUE_PER_THREAD 4
+#define FV_HTTP_DRAIN_WAIT_MS 2000
+/* Body of the 503 sent when the write queue is full (status and code from
+ * fv_api_error_map(FV_E_BUSY): 503, 2930). */
+#define FV_HTTP_BUSY_MESSAGE "server busy, retry"
+
 /* Query parameters accepted per request; more is a 400 (STYLE 32). */
 #define FV_HTTP_QUERY_MAX 64
 

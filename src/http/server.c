@@ -13,6 +13,10 @@
  *   3. access_cb with upload data: appended to a buffer bounded by
  *      max_body_bytes;
  *   4. access_cb final call (*upload_data_size == 0): dispatch, queue;
+ *      a write on the public listener is instead handed to a write thread
+ *      and the connection suspended; the write thread runs the api, keeps
+ *      the response in the context and resumes the connection, and MHD
+ *      calls access_cb once more, which queues it (README "Write offload");
  *   5. completed_cb: metrics and the one access-log line, then free.
  */
 #include "http/http_int.h"
@@ -23,10 +27,13 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #if MHD_VERSION < 0x00097302
@@ -54,6 +61,25 @@ struct listener {
     int port; /* actually bound */
 };
 
+struct req_ctx;
+
+/*
+ * Write offload: a bounded ring of suspended requests and the threads that
+ * run them. mu guards ring, head, n and stopping; inflight (atomic) counts
+ * offloaded requests whose context MHD has not freed yet.
+ */
+struct write_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a job was added, or stopping was set */
+    bool sync_init;    /* mu and cv initialized */
+    struct req_ctx **ring;
+    size_t cap, head, n;
+    bool stopping;
+    pthread_t *threads;
+    size_t n_threads; /* started; 0 = writes run inline */
+    atomic_size_t inflight;
+};
+
 struct fv_http_server {
     const struct fv_config *cfg;
     struct fv_api *api;
@@ -64,6 +90,16 @@ struct fv_http_server {
     struct listener pub;
     struct listener redirect;
     struct listener op;
+    struct write_pool wp;
+};
+
+/* Offload state of a request (req_ctx.job). */
+enum { JOB_NONE, JOB_QUEUED, JOB_DONE };
+
+/* One request header as MHD holds it (strings in MHD's connection pool). */
+struct hdr {
+    const char *k;
+    const char *v;
 };
 
 struct req_ctx {
@@ -86,6 +122,21 @@ struct req_ctx {
     int status;
     int creator_code;
     char tenant[FV_MODEL_LINK_MAX + 1];
+    /*
+     * Write offload. path: decoded, fv_malloc'd. hdrs: every request header,
+     * taken on the MHD thread before the hand-off so the write thread never
+     * calls into MHD for the connection (MHD documents no thread-safety for
+     * MHD_lookup_connection_value); the strings stay valid and untouched
+     * while the connection is suspended. resp: filled by the write thread,
+     * read by the MHD thread once job is JOB_DONE (release/acquire).
+     */
+    bool offloaded;
+    atomic_int job;
+    char *path;
+    struct hdr *hdrs;
+    size_t n_hdrs;
+    bool hdrs_taken;
+    struct fv_api_response resp;
 };
 
 /* --------------------------------------------------------------- helpers */
@@ -240,7 +291,47 @@ static enum MHD_Result queue_error(struct req_ctx *ctx, int rc, const char *rout
 static const char *req_header(void *conn, const char *name)
 {
     struct req_ctx *ctx = conn;
-    return MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, name);
+
+    if (!ctx->hdrs_taken)
+        return MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, name);
+    /* Same answer as MHD's lookup: the first header of that name, any case. */
+    for (size_t i = 0; i < ctx->n_hdrs; i++) {
+        if (strcasecmp(ctx->hdrs[i].k, name) == 0)
+            return ctx->hdrs[i].v;
+    }
+    return NULL;
+}
+
+static enum MHD_Result hdr_take_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct req_ctx *ctx = cls;
+
+    (void)kind;
+    if (key != NULL && value != NULL) {
+        ctx->hdrs[ctx->n_hdrs].k = key;
+        ctx->hdrs[ctx->n_hdrs].v = value;
+        ctx->n_hdrs++;
+    }
+    return MHD_YES;
+}
+
+/* Take every request header into ctx->hdrs, in received order. FV_E_NOMEM. */
+static int hdrs_take(struct req_ctx *ctx)
+{
+    int n = MHD_get_connection_values(ctx->conn, MHD_HEADER_KIND, NULL, NULL);
+
+    if (n > 0) {
+        ctx->hdrs = fv_calloc((size_t)n, sizeof(*ctx->hdrs));
+        if (ctx->hdrs == NULL)
+            return FV_E_NOMEM;
+        ctx->n_hdrs = 0;
+        /* The same list, so the same count: the callback cannot overflow. */
+        (void)MHD_get_connection_values(ctx->conn, MHD_HEADER_KIND, hdr_take_one, ctx);
+        FV_ASSERT(ctx->n_hdrs <= (size_t)n);
+    }
+    ctx->hdrs_taken = true;
+    return FV_OK;
 }
 
 static const char *req_query(void *conn, const char *name)
@@ -261,40 +352,20 @@ static void req_query_each(void *conn, bool (*fn)(void *arg, const char *k, cons
 
 /* ------------------------------------------------------------ listeners */
 
-static enum MHD_Result handle_public(struct req_ctx *ctx, const char *method)
+static bool is_write(const char *m)
 {
-    struct fv_http_server *s = ctx->l->server;
+    return strcmp(m, "POST") == 0 || strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0 ||
+           strcmp(m, "PUT") == 0;
+}
+
+/* Run the api for a request whose path and query are decoded (ctx->path). */
+static void api_run(struct req_ctx *ctx, const char *method, struct fv_api_response *resp)
+{
     struct fv_api_request req;
-    struct fv_api_response resp;
-    struct MHD_Response *r = NULL;
-    enum MHD_Result ret = MHD_NO;
-    const char *raw = ctx->raw_uri;
-    const char *qmark = strchr(raw, '?');
-    size_t path_len = qmark != NULL ? (size_t)(qmark - raw) : strlen(raw);
-    char *path = NULL;
-    size_t decoded_len;
-    int rc;
-
-    if (s->api == NULL)
-        return queue_error(ctx, FV_E_BUSY, "http.unavailable");
-
-    path = fv_malloc(path_len + 1);
-    if (path == NULL)
-        return MHD_NO;
-    rc = fv_http_path_decode(raw, path_len, path, path_len + 1, &decoded_len);
-    if (rc == FV_OK && qmark != NULL)
-        rc = fv_http_query_parse(&ctx->query, qmark + 1, strlen(qmark + 1));
-    if (rc == FV_E_NOMEM)
-        goto out;
-    if (rc != FV_OK) {
-        /* FV_E_INVALID (bad escape) or FV_E_LIMIT (too many parameters) */
-        ret = queue_error(ctx, rc, "http.bad_request");
-        goto out;
-    }
 
     memset(&req, 0, sizeof(req));
     req.method = method;
-    req.path = path;
+    req.path = ctx->path;
     req.body = ctx->too_large ? NULL : ctx->body.p;
     req.body_len = ctx->too_large ? 0 : ctx->body.len;
     req.body_too_large = ctx->too_large;
@@ -304,34 +375,251 @@ static enum MHD_Result handle_public(struct req_ctx *ctx, const char *method)
     req.header = req_header;
     req.query = req_query;
     req.query_each = req_query_each;
+    fv_api_handle(ctx->l->server->api, &req, resp);
+}
 
-    fv_api_response_init(&resp);
-    fv_api_handle(s->api, &req, &resp);
+/* Queue the api's answer (resp->body is taken; resp is released). */
+static enum MHD_Result respond_api(struct req_ctx *ctx, struct fv_api_response *resp)
+{
+    struct MHD_Response *r;
+    enum MHD_Result ret;
 
-    ctx->creator_code = resp.creator_code;
-    (void)fv_strlcpy(ctx->tenant, resp.tenant, sizeof(ctx->tenant));
-    r = response_new(ctx, resp.body, resp.body_len, resp.content_type);
-    resp.body = NULL; /* owned by r now, or freed by response_new */
-    for (size_t i = 0; r != NULL && i < resp.n_headers && i < FV_API_MAX_HEADERS; i++) {
-        const char *v = resp.headers[i].value;
+    ctx->creator_code = resp->creator_code;
+    (void)fv_strlcpy(ctx->tenant, resp->tenant, sizeof(ctx->tenant));
+    r = response_new(ctx, resp->body, resp->body_len, resp->content_type);
+    resp->body = NULL; /* owned by r now, or freed by response_new */
+    for (size_t i = 0; r != NULL && i < resp->n_headers && i < FV_API_MAX_HEADERS; i++) {
+        const char *v = resp->headers[i].value;
         /* Never let a value split the header block. */
-        if (resp.headers[i].name == NULL || strpbrk(v, "\r\n") != NULL)
+        if (resp->headers[i].name == NULL || strpbrk(v, "\r\n") != NULL)
             continue;
-        if (MHD_add_response_header(r, resp.headers[i].name, v) != MHD_YES) {
+        if (MHD_add_response_header(r, resp->headers[i].name, v) != MHD_YES) {
             MHD_destroy_response(r);
             r = NULL;
         }
     }
     /* A status MHD would refuse means an api bug: answer 500, not a hang-up. */
-    if (resp.status < 100 || resp.status > 599) {
-        fv_log(FV_LOG_ERROR, "http: api returned invalid status %d, sending 500", resp.status);
-        resp.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    if (resp->status < 100 || resp->status > 599) {
+        fv_log(FV_LOG_ERROR, "http: api returned invalid status %d, sending 500", resp->status);
+        resp->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
-    ret = queue(ctx, r, resp.status, resp.route != NULL ? resp.route : "unknown");
-    fv_api_response_release(&resp);
-out:
-    fv_free(path);
+    ret = queue(ctx, r, resp->status, resp->route != NULL ? resp->route : "unknown");
+    fv_api_response_release(resp);
     return ret;
+}
+
+/*
+ * The write queue is full (or the server is stopping): 503 in the api's
+ * error shape, status and Creator code from the one table (STYLE 13).
+ */
+static enum MHD_Result queue_busy(struct req_ctx *ctx)
+{
+    struct fv_buf b;
+    struct MHD_Response *r;
+    int status = 503, code = 0;
+    char *body;
+    size_t len;
+
+    fv_api_error_map(FV_E_BUSY, &status, &code);
+    fv_buf_init(&b, 256);
+    if (fv_buf_appendf(&b, "{\"code\":%d,\"message\":\"" FV_HTTP_BUSY_MESSAGE "\"}", code) !=
+        FV_OK)
+        return MHD_NO;
+    body = fv_buf_detach(&b, &len);
+    ctx->creator_code = code;
+    r = response_new(ctx, body, len, "application/json;charset=UTF-8");
+    if (r != NULL && MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES) {
+        MHD_destroy_response(r);
+        r = NULL;
+    }
+    return queue(ctx, r, status, "http.busy");
+}
+
+/*
+ * Hand a write to the write threads: suspend the connection, then enqueue
+ * (in that order, under wp->mu: a job resumed before it was suspended would
+ * cancel the suspension in MHD 0.9.75 and leave the connection stalled).
+ * A full queue or a stopping server answers 503 at once instead.
+ */
+static enum MHD_Result offload(struct req_ctx *ctx)
+{
+    struct write_pool *wp = &ctx->l->server->wp;
+
+    if (hdrs_take(ctx) != FV_OK)
+        return MHD_NO;
+    (void)pthread_mutex_lock(&wp->mu);
+    if (wp->stopping || wp->n == wp->cap) {
+        (void)pthread_mutex_unlock(&wp->mu);
+        return queue_busy(ctx);
+    }
+    ctx->offloaded = true;
+    atomic_store_explicit(&ctx->job, JOB_QUEUED, memory_order_relaxed);
+    atomic_fetch_add(&wp->inflight, 1);
+    MHD_suspend_connection(ctx->conn);
+    wp->ring[(wp->head + wp->n) % wp->cap] = ctx;
+    wp->n++;
+    (void)pthread_cond_signal(&wp->cv);
+    (void)pthread_mutex_unlock(&wp->mu);
+    return MHD_YES;
+}
+
+static enum MHD_Result handle_public(struct req_ctx *ctx, const char *method)
+{
+    struct fv_http_server *s = ctx->l->server;
+    struct fv_api_response resp;
+    const char *raw = ctx->raw_uri;
+    const char *qmark = strchr(raw, '?');
+    size_t path_len = qmark != NULL ? (size_t)(qmark - raw) : strlen(raw);
+    size_t decoded_len;
+    int rc;
+
+    if (s->api == NULL)
+        return queue_error(ctx, FV_E_BUSY, "http.unavailable");
+
+    ctx->path = fv_malloc(path_len + 1);
+    if (ctx->path == NULL)
+        return MHD_NO;
+    rc = fv_http_path_decode(raw, path_len, ctx->path, path_len + 1, &decoded_len);
+    if (rc == FV_OK && qmark != NULL)
+        rc = fv_http_query_parse(&ctx->query, qmark + 1, strlen(qmark + 1));
+    if (rc == FV_E_NOMEM)
+        return MHD_NO;
+    if (rc != FV_OK) {
+        /* FV_E_INVALID (bad escape) or FV_E_LIMIT (too many parameters) */
+        return queue_error(ctx, rc, "http.bad_request");
+    }
+
+    /*
+     * Writes wait for a durable commit: run them on the write threads so
+     * that many can share one fsync (group commit). A refused body (413) is
+     * answered without the store, so inline.
+     */
+    if (s->wp.n_threads > 0 && !ctx->too_large && is_write(method))
+        return offload(ctx);
+
+    fv_api_response_init(&resp);
+    api_run(ctx, method, &resp);
+    return respond_api(ctx, &resp);
+}
+
+/* ---------------------------------------------------------- write threads */
+
+static void *write_thread(void *arg)
+{
+    struct write_pool *wp = arg;
+
+    for (;;) {
+        struct req_ctx *ctx;
+        struct MHD_Connection *conn;
+
+        (void)pthread_mutex_lock(&wp->mu);
+        while (wp->n == 0 && !wp->stopping)
+            (void)pthread_cond_wait(&wp->cv, &wp->mu);
+        if (wp->n == 0) { /* stopping, and the queue is drained */
+            (void)pthread_mutex_unlock(&wp->mu);
+            break;
+        }
+        ctx = wp->ring[wp->head];
+        wp->head = (wp->head + 1) % wp->cap;
+        wp->n--;
+        (void)pthread_mutex_unlock(&wp->mu);
+
+        /* ctx->method is the static name, and equal to the request's: writes
+         * are only offloaded for known methods. */
+        fv_api_response_init(&ctx->resp);
+        api_run(ctx, ctx->method, &ctx->resp);
+        /* For completed_cb, should the client be gone when MHD resumes. */
+        ctx->status = ctx->resp.status;
+        ctx->route = ctx->resp.route != NULL ? ctx->resp.route : "unknown";
+        conn = ctx->conn;
+        atomic_store_explicit(&ctx->job, JOB_DONE, memory_order_release);
+        /*
+         * From here on MHD may answer, complete and free ctx at any moment:
+         * do not touch it. MHD_resume_connection only flags the connection
+         * under the daemon's lock and wakes its thread.
+         */
+        MHD_resume_connection(conn);
+    }
+    return NULL;
+}
+
+/*
+ * Start n write threads with a queue of FV_HTTP_WRITE_QUEUE_PER_THREAD * n.
+ * Errors: FV_E_NOMEM, FV_E_INTERNAL (thread creation).
+ */
+static int write_pool_start(struct write_pool *wp, size_t n, struct fv_error *reterr)
+{
+    int rc = FV_OK;
+
+    atomic_init(&wp->inflight, 0);
+    if (pthread_mutex_init(&wp->mu, NULL) != 0)
+        return fv_error_set(reterr, FV_E_INTERNAL, SIZE_MAX, "cannot create the write queue lock");
+    if (pthread_cond_init(&wp->cv, NULL) != 0) {
+        (void)pthread_mutex_destroy(&wp->mu);
+        return fv_error_set(reterr, FV_E_INTERNAL, SIZE_MAX, "cannot create the write queue lock");
+    }
+    wp->sync_init = true;
+    wp->cap = n * FV_HTTP_WRITE_QUEUE_PER_THREAD;
+    wp->ring = fv_calloc(wp->cap, sizeof(*wp->ring));
+    wp->threads = fv_calloc(n, sizeof(*wp->threads));
+    if (wp->ring == NULL || wp->threads == NULL) {
+        rc = FV_E_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int e = pthread_create(&wp->threads[i], NULL, write_thread, wp);
+        if (e != 0) {
+            rc = fv_error_set(reterr, e == EAGAIN ? FV_E_NOMEM : FV_E_INTERNAL, SIZE_MAX,
+                              "cannot start write thread %zu of %zu: %s", i + 1, n, strerror(e));
+            goto out;
+        }
+        wp->n_threads++;
+    }
+out:
+    return rc; /* on failure write_pool_stop releases what was started */
+}
+
+/*
+ * Refuse new jobs, let the threads finish every queued one (each resumes
+ * its connection) and join them. Accepts a pool that never started.
+ */
+static void write_pool_stop(struct write_pool *wp)
+{
+    if (!wp->sync_init)
+        return;
+    (void)pthread_mutex_lock(&wp->mu);
+    wp->stopping = true;
+    (void)pthread_cond_broadcast(&wp->cv);
+    (void)pthread_mutex_unlock(&wp->mu);
+    for (size_t i = 0; i < wp->n_threads; i++)
+        (void)pthread_join(wp->threads[i], NULL);
+    wp->n_threads = 0;
+}
+
+static void write_pool_release(struct write_pool *wp)
+{
+    if (!wp->sync_init)
+        return;
+    FV_ASSERT(wp->n_threads == 0 && wp->n == 0);
+    (void)pthread_cond_destroy(&wp->cv);
+    (void)pthread_mutex_destroy(&wp->mu);
+    wp->sync_init = false;
+    FV_FREE(wp->ring);
+    FV_FREE(wp->threads);
+}
+
+/*
+ * Wait up to ms for the offloaded requests to be answered and completed, so
+ * that a stop does not throw away a write's acknowledgement.
+ */
+static void write_pool_drain(struct write_pool *wp, int ms)
+{
+    const struct timespec tick = {0, 5 * 1000 * 1000};
+
+    if (!wp->sync_init)
+        return;
+    for (int waited = 0; waited < ms && atomic_load(&wp->inflight) > 0; waited += 5)
+        (void)nanosleep(&tick, NULL);
 }
 
 static enum MHD_Result handle_redirect(struct req_ctx *ctx, const char *method)
@@ -426,6 +714,7 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     if (ctx == NULL)
         return NULL;
     ctx->start_ns = fv_time_mono_ns();
+    atomic_init(&ctx->job, JOB_NONE);
     ctx->l = l;
     ctx->conn = conn;
     ctx->raw_uri = fv_strdup(uri != NULL ? uri : "");
@@ -503,6 +792,12 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     }
 
+    if (ctx->offloaded) {
+        /* Called again after the write thread resumed the connection. */
+        if (atomic_load_explicit(&ctx->job, memory_order_acquire) != JOB_DONE || ctx->queued)
+            return MHD_YES;
+        return respond_api(ctx, &ctx->resp);
+    }
     if (ctx->queued)
         return MHD_YES;
     switch (l->kind) {
@@ -527,7 +822,14 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (ctx == NULL)
         return;
     *req_cls = NULL;
-    if (ctx->queued || ctx->aborted) {
+    /*
+     * MHD never completes a suspended connection (we never stop a daemon
+     * with one), so a queued job here would be a use-after-free to come.
+     */
+    FV_ASSERT(atomic_load_explicit(&ctx->job, memory_order_acquire) != JOB_QUEUED);
+    /* An offloaded write whose client left before the answer is still logged:
+     * it was performed. */
+    if (ctx->queued || ctx->aborted || (ctx->offloaded && ctx->route != NULL)) {
         int64_t dur = fv_time_mono_ns() - ctx->start_ns;
         struct fv_log_request lr = {
             .request_id = ctx->request_id,
@@ -541,6 +843,12 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
         fv_ops_metrics_observe(ctx->route, ctx->status, dur);
         fv_log_request(&lr);
     }
+    if (ctx->offloaded) {
+        fv_api_response_release(&ctx->resp); /* not queued: client gone */
+        atomic_fetch_sub(&ctx->l->server->wp.inflight, 1);
+    }
+    fv_free(ctx->hdrs);
+    fv_free(ctx->path);
     fv_http_query_release(&ctx->query);
     fv_buf_release(&ctx->body);
     fv_free(ctx->raw_uri);
@@ -679,6 +987,11 @@ static int listener_start(struct fv_http_server *s, struct listener *l, enum lis
         limit = pool;
     if (kind != LISTENER_REDIRECT)
         flags |= MHD_USE_TLS;
+    /* Write offload suspends connections; this also gives every pool thread
+     * an inter-thread channel, so a resume is seen at once and
+     * MHD_quiesce_daemon works with the thread pool. */
+    if (kind == LISTENER_PUBLIC)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
 
     /*
      * Options as an array so optional ones need no second call site. The
@@ -759,6 +1072,12 @@ int fv_http_server_start(const struct fv_config *cfg, struct fv_api *api,
         goto out;
     }
 
+    /* Before the public listener, which hands writes to it at once. */
+    if (api != NULL && cfg->write_threads > 0) {
+        rc = write_pool_start(&s->wp, (size_t)cfg->write_threads, reterr);
+        if (rc != FV_OK)
+            goto out;
+    }
     rc = listener_start(s, &s->pub, LISTENER_PUBLIC, cfg->bind, cfg->https_port, reterr);
     if (rc != FV_OK)
         goto out;
@@ -785,9 +1104,25 @@ void fv_http_server_stop(struct fv_http_server *s)
     if (s == NULL)
         return;
     atomic_store(&s->ready, false);
-    /* Public first so no new API work starts while the others wind down. */
+    /*
+     * Public first so no new API work starts while the others wind down:
+     * stop accepting; finish the queued writes (their connections are
+     * resumed: MHD must not be stopped with a suspended one) and join the
+     * write threads; give the answers a moment to go out; then stop the
+     * daemon. Keep-alive clients sending writes meanwhile get the 503.
+     * A quiesced listening socket is ours to close, after the stop.
+     */
+    MHD_socket quiesced = MHD_INVALID_SOCKET;
+    if (s->pub.daemon != NULL)
+        quiesced = MHD_quiesce_daemon(s->pub.daemon);
+    write_pool_stop(&s->wp);
+    if (s->pub.daemon != NULL)
+        write_pool_drain(&s->wp, FV_HTTP_DRAIN_WAIT_MS);
     if (s->pub.daemon != NULL)
         MHD_stop_daemon(s->pub.daemon);
+    if (quiesced != MHD_INVALID_SOCKET)
+        (void)close(quiesced);
+    write_pool_release(&s->wp);
     if (s->redirect.daemon != NULL)
         MHD_stop_daemon(s->redirect.daemon);
     if (s->op.daemon != NULL)
