@@ -139,10 +139,18 @@ int api_body_parse(struct api_ctx *c, bool required)
         return fv_error_set(&c->err, FV_E_BODY, SIZE_MAX, "request body is missing");
     }
     json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!doc)
+    if (!doc) {
+        /* jansson's text may quote the input ("... near 'value'"): keep only the reason. */
+        size_t keep = strcspn(je.text, "'");
+        const char *near = strstr(je.text, " near ");
+        if (near && (size_t)(near - je.text) < keep)
+            keep = (size_t)(near - je.text);
+        while (keep > 0 && je.text[keep - 1] == ' ')
+            keep--;
         return fv_error_set(&c->err, FV_E_BODY, (size_t)je.position,
-                            "request body is not valid json: %s at line %d column %d", je.text,
-                            je.line, je.column);
+                            "request body is not valid json: %.*s at line %d column %d",
+                            (int)keep, je.text, je.line, je.column);
+    }
     if (!json_is_object(doc)) {
         json_decref(doc);
         return fv_error_set(&c->err, FV_E_BODY, 0, "request body must be a json object");

@@ -48,9 +48,13 @@ static void run_batch(struct fv_tenant *t, struct fv_store_job *batch)
 {
     int rc;
     int64_t now = fv_time_now_ms();
-    int64_t first_id = t->next_id;
+    int64_t first_id;
 
     rc = fv_store_conn_exec(t->writer, "BEGIN IMMEDIATE");
+    /* Another process may have written since the last batch: re-read under the lock. */
+    if (rc == FV_OK)
+        rc = fv_store_tenant_load_next_id(t);
+    first_id = t->next_id;
     for (struct fv_store_job *j = batch; rc == FV_OK && j; j = j->next) {
         for (size_t i = 0; rc == FV_OK && i < j->n; i++)
             rc = fv_store_prep_exec(t, j->app, &j->preps[i], j->actor, now);

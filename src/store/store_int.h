@@ -285,4 +285,11 @@ int fv_store_sqlite_count(struct fv_tenant *t, const struct fv_form *form,
 int fv_store_sqlite_changelog_read(struct fv_tenant *t, int64_t after_seq, size_t limit,
                                    json_t **ret);
 
+/*
+ * Read the tenant's next record ID from fv_meta into t->next_id (writer
+ * connection). The leader calls it inside BEGIN IMMEDIATE, so IDs stay unique
+ * even when another process (the CLI's import) wrote to the same database.
+ */
+int fv_store_tenant_load_next_id(struct fv_tenant *t);
+
 #endif

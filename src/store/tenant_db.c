@@ -337,7 +337,7 @@ out:
     return rc;
 }
 
-static int load_next_id(struct fv_tenant *t)
+int fv_store_tenant_load_next_id(struct fv_tenant *t)
 {
     static const char sql[] = "SELECT value FROM fv_meta WHERE key = 'next_id'";
     sqlite3_stmt *st = NULL;
@@ -396,7 +396,7 @@ int fv_store_tenant_open(struct fv_store *s, struct fv_tenant *t)
         rc = fv_store_migrate(t->writer, FV_STORE_APPID_TENANT, tenant_steps,
                               FV_ARRAY_LEN(tenant_steps), s->read_only, "tenant", &err);
     if (rc == FV_OK)
-        rc = load_next_id(t);
+        rc = fv_store_tenant_load_next_id(t);
     if (rc == FV_OK)
         rc = load_apps(t);
     if (rc == FV_OK)
