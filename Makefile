@@ -7,7 +7,7 @@ ASAN    ?= build-asan
 PYTHON  ?= /usr/bin/python3
 PYTEST   = $(PYTHON) -m pytest -q -p no:cacheprovider
 
-.PHONY: all build deps build-asan check check-unit check-clang check-api check-asan check-lint run bench fuzz clean
+.PHONY: all build deps build-asan check check-unit check-clang check-tsan check-api check-asan check-lint run bench fuzz clean
 
 all: build
 
@@ -45,7 +45,15 @@ check-asan: build-asan
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(PYTEST) tests/api
 
-check: check-lint check-unit check-clang check-api check-asan
+# ThreadSanitizer over the threaded unit tests (group commit, tenant cache,
+# metrics, the HTTP server).
+check-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFV_TSAN=ON >/dev/null
+	@cmake --build build-tsan -j$(JOBS) >/dev/null
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    ctest --output-on-failure -R 'unit/(store|ops|http)/'
+
+check: check-lint check-unit check-clang check-tsan check-api check-asan
 	@echo "make check: all suites passed"
 
 run: deps
@@ -64,4 +72,4 @@ fuzz: deps
 	    $$t -max_total_time=$${FUZZ_SECONDS:-60} tests/fuzz/corpus/$$n || exit 1; done
 
 clean:
-	rm -rf $(BUILD) $(ASAN) build-fuzz build-clang
+	rm -rf $(BUILD) $(ASAN) build-fuzz build-clang build-tsan
