@@ -76,7 +76,9 @@ struct write_pool {
     size_t cap, head, n;
     bool stopping;
     pthread_t *threads;
-    size_t n_threads; /* started; 0 = writes run inline */
+    size_t n_threads; /* started, not yet joined */
+    bool enabled;     /* all threads started; set before the listener starts,
+                         never changed after: read without the lock */
     atomic_size_t inflight;
 };
 
@@ -422,8 +424,7 @@ static enum MHD_Result queue_busy(struct req_ctx *ctx)
 
     fv_api_error_map(FV_E_BUSY, &status, &code);
     fv_buf_init(&b, 256);
-    if (fv_buf_appendf(&b, "{\"code\":%d,\"message\":\"" FV_HTTP_BUSY_MESSAGE "\"}", code) !=
-        FV_OK)
+    if (fv_buf_appendf(&b, "{\"code\":%d,\"message\":\"" FV_HTTP_BUSY_MESSAGE "\"}", code) != FV_OK)
         return MHD_NO;
     body = fv_buf_detach(&b, &len);
     ctx->creator_code = code;
@@ -494,7 +495,7 @@ static enum MHD_Result handle_public(struct req_ctx *ctx, const char *method)
      * that many can share one fsync (group commit). A refused body (413) is
      * answered without the store, so inline.
      */
-    if (s->wp.n_threads > 0 && !ctx->too_large && is_write(method))
+    if (s->wp.enabled && !ctx->too_large && is_write(method))
         return offload(ctx);
 
     fv_api_response_init(&resp);
@@ -575,6 +576,7 @@ static int write_pool_start(struct write_pool *wp, size_t n, struct fv_error *re
         }
         wp->n_threads++;
     }
+    wp->enabled = true;
 out:
     return rc; /* on failure write_pool_stop releases what was started */
 }
