@@ -53,6 +53,16 @@ for f in $(find src -name '*.[ch]'); do
     done < <(grep -oE '^#include "[a-z]+/[a-z_]+\.h"' "$f" | sed -E 's/#include "(.*)"/\1/')
 done
 
+# .clang-format is the layout (STYLE 40): any difference fails.
+if command -v clang-format >/dev/null 2>&1; then
+    files=$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/fuzz/*.c' 2>/dev/null)
+    if [ -n "$files" ] && ! clang-format --dry-run -Werror $files >/dev/null 2>&1; then
+        say "clang-format reports differences; run: clang-format -i \$(git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'tests/fuzz/*.c')"
+    fi
+else
+    say "clang-format is missing (scripts/install-deps.sh installs it)"
+fi
+
 # docs/configuration.md is generated from the settings table.
 if [ -x build/formvault ]; then
     if ! diff -q <(build/formvault config docs) docs/configuration.md >/dev/null; then

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
     # build
-    build-essential cmake pkg-config clang libclang-rt-14-dev
+    build-essential cmake pkg-config clang clang-format libclang-rt-14-dev git
     # libraries (DESIGN.md "Dependencies")
     libmicrohttpd-dev libgnutls28-dev libsodium-dev libsqlite3-dev
     libjansson-dev libinih-dev libcsv-dev

@@ -20,22 +20,21 @@ static const char *config_path;
 
 static void usage_main(FILE *out)
 {
-    (void)fprintf(out,
-                  "usage: formvault [--config FILE] <command> [options]\n\n"
-                  "commands:\n"
-                  "  serve                     run the node (HTTPS API, redirect, operator)\n"
-                  "  init                      create the data directory, catalog and TLS "
-                  "certificate\n"
-                  "  tenant create|list        manage tenants\n"
-                  "  app import|export         install or print an app definition\n"
-                  "  import <file.csv>         import records into a form\n"
-                  "  token create              create an API token\n"
-                  "  changelog                 print a tenant's change log (JSON lines)\n"
-                  "  config docs|show          print the settings reference or the effective "
-                  "settings\n"
-                  "  version                   print the version\n\n"
-                  "Run 'formvault <command> --help' for a command's options. Settings: "
-                  "docs/configuration.md.\n");
+    (void)fprintf(out, "usage: formvault [--config FILE] <command> [options]\n\n"
+                       "commands:\n"
+                       "  serve                     run the node (HTTPS API, redirect, operator)\n"
+                       "  init                      create the data directory, catalog and TLS "
+                       "certificate\n"
+                       "  tenant create|list        manage tenants\n"
+                       "  app import|export         install or print an app definition\n"
+                       "  import <file.csv>         import records into a form\n"
+                       "  token create              create an API token\n"
+                       "  changelog                 print a tenant's change log (JSON lines)\n"
+                       "  config docs|show          print the settings reference or the effective "
+                       "settings\n"
+                       "  version                   print the version\n\n"
+                       "Run 'formvault <command> --help' for a command's options. Settings: "
+                       "docs/configuration.md.\n");
 }
 
 static int fail(const char *what, int rc, const struct fv_error *e)
@@ -87,8 +86,8 @@ static bool want_help(int argc, char **argv, const char *usage)
 }
 
 /* Parse --name value pairs into vals[] for the given names; positional args into pos[]. */
-static int parse_flags(int argc, char **argv, const char *const *names, const char **vals,
-                       size_t n, const char **pos, size_t npos, const char *usage)
+static int parse_flags(int argc, char **argv, const char *const *names, const char **vals, size_t n,
+                       const char **pos, size_t npos, const char *usage)
 {
     size_t np = 0;
     for (int i = 1; i < argc; i++) {
@@ -170,9 +169,8 @@ static int cmd_serve(int argc, char **argv)
     }
     struct fv_http_server_info ports;
     fv_http_server_info(srv, &ports);
-    const char *host = strcmp(cfg.bind, "0.0.0.0") == 0 || strcmp(cfg.bind, "::") == 0
-                           ? "localhost"
-                           : cfg.bind;
+    const char *host =
+        strcmp(cfg.bind, "0.0.0.0") == 0 || strcmp(cfg.bind, "::") == 0 ? "localhost" : cfg.bind;
     (void)printf("formvault %s serving region '%s' from %s\n", FV_VERSION, cfg.region,
                  cfg.data_dir);
     (void)printf("  API       https://%s:%d/creator/v2.1/\n", host, ports.https_port);
@@ -263,14 +261,13 @@ static int cmd_tenant(int argc, char **argv)
             goto out;
         }
         struct fv_store_tenant_info info;
-        int rc = fv_store_tenant_create(store, pos[0], vals[0] ? vals[0] : cfg.region, &info,
-                                        &e);
+        int rc = fv_store_tenant_create(store, pos[0], vals[0] ? vals[0] : cfg.region, &info, &e);
         if (rc != FV_OK) {
             ret = fail("creating the tenant", rc, &e);
             goto out;
         }
-        (void)printf("created tenant '%s' (id %lld, region %s)\n", info.name,
-                     (long long)info.id, info.region);
+        (void)printf("created tenant '%s' (id %lld, region %s)\n", info.name, (long long)info.id,
+                     info.region);
         ret = 0;
     } else if (strcmp(argv[1], "list") == 0) {
         struct fv_store_tenant_info *list = NULL;
@@ -500,11 +497,24 @@ static int parse_duration(const char *s, int64_t *ret)
     int64_t mult = 1;
     if (len > 1) {
         switch (s[len - 1]) {
-        case 's': mult = 1; len--; break;
-        case 'm': mult = 60; len--; break;
-        case 'h': mult = 3600; len--; break;
-        case 'd': mult = 86400; len--; break;
-        default: break;
+        case 's':
+            mult = 1;
+            len--;
+            break;
+        case 'm':
+            mult = 60;
+            len--;
+            break;
+        case 'h':
+            mult = 3600;
+            len--;
+            break;
+        case 'd':
+            mult = 86400;
+            len--;
+            break;
+        default:
+            break;
         }
     }
     int64_t v;
@@ -547,8 +557,9 @@ static int cmd_token(int argc, char **argv)
     }
     int64_t ttl = 90 * 86400;
     if (vals[2] && parse_duration(vals[2], &ttl) != FV_OK) {
-        (void)fprintf(stderr, "formvault: --expires '%s' is not a duration (e.g. 3600, 12h, 30d, "
-                              "never)\n",
+        (void)fprintf(stderr,
+                      "formvault: --expires '%s' is not a duration (e.g. 3600, 12h, 30d, "
+                      "never)\n",
                       vals[2]);
         return 2;
     }
@@ -587,8 +598,9 @@ static int cmd_changelog(int argc, char **argv)
     int64_t after = 0, limit = 1000000;
     if (!vals[0] || (vals[1] && fv_parse_i64(vals[1], strlen(vals[1]), &after) != FV_OK) ||
         (vals[2] && (fv_parse_i64(vals[2], strlen(vals[2]), &limit) != FV_OK || limit < 1))) {
-        (void)fprintf(stderr, "formvault: changelog needs --tenant; --after and --limit take "
-                              "numbers\n%s",
+        (void)fprintf(stderr,
+                      "formvault: changelog needs --tenant; --after and --limit take "
+                      "numbers\n%s",
                       usage);
         return 2;
     }
@@ -662,7 +674,8 @@ static int cmd_config(int argc, char **argv)
             if (t[i].type == FV_CONFIG_STRING)
                 (void)printf("%s = %s\n", t[i].name, field);
             else if (t[i].size == sizeof(int64_t))
-                (void)printf("%s = %lld\n", t[i].name, (long long)*(const int64_t *)(const void *)field);
+                (void)printf("%s = %lld\n", t[i].name,
+                             (long long)*(const int64_t *)(const void *)field);
             else
                 (void)printf("%s = %d\n", t[i].name, *(const int *)(const void *)field);
         }

@@ -148,8 +148,8 @@ int api_body_parse(struct api_ctx *c, bool required)
         while (keep > 0 && je.text[keep - 1] == ' ')
             keep--;
         return fv_error_set(&c->err, FV_E_BODY, (size_t)je.position,
-                            "request body is not valid json: %.*s at line %d column %d",
-                            (int)keep, je.text, je.line, je.column);
+                            "request body is not valid json: %.*s at line %d column %d", (int)keep,
+                            je.text, je.line, je.column);
     }
     if (!json_is_object(doc)) {
         json_decref(doc);
@@ -250,8 +250,7 @@ static int authenticate(struct api_ctx *c)
     c->caller.tenant_id = e.tenant_id;
     c->caller.token_id = e.token_id;
     c->caller.scopes = e.scopes;
-    (void)snprintf(c->caller.actor, sizeof(c->caller.actor), "token:%lld",
-                   (long long)e.token_id);
+    (void)snprintf(c->caller.actor, sizeof(c->caller.actor), "token:%lld", (long long)e.token_id);
     return FV_OK;
 }
 
@@ -329,8 +328,7 @@ static bool method_is(const struct api_ctx *c, const char *m)
 }
 
 /* data routes: seg[0..n) after {owner}/{app} */
-static int route_data(struct api_ctx *c, const char *owner, const char *app, char **seg,
-                      size_t n)
+static int route_data(struct api_ctx *c, const char *owner, const char *app, char **seg, size_t n)
 {
     struct fv_api_response *r = c->resp;
     int rc;
@@ -365,8 +363,7 @@ static int route_data(struct api_ctx *c, const char *owner, const char *app, cha
         if ((rc = open_app(c, owner, app)) != FV_OK)
             return rc;
         if (method_is(c, "GET"))
-            return by_id ? api_data_record_get(c, seg[1], seg[2])
-                         : api_data_report_get(c, seg[1]);
+            return by_id ? api_data_record_get(c, seg[1], seg[2]) : api_data_report_get(c, seg[1]);
         if (method_is(c, "PATCH"))
             return by_id ? api_data_record_update(c, seg[1], seg[2])
                          : api_data_report_update(c, seg[1]);
@@ -392,15 +389,16 @@ static int route_meta(struct api_ctx *c, char **seg, size_t n)
     }
     if (n == 3 && (strcmp(seg[2], "forms") == 0 || strcmp(seg[2], "reports") == 0 ||
                    strcmp(seg[2], "pages") == 0)) {
-        r->route = seg[2][0] == 'f' ? "meta.forms" : seg[2][0] == 'r' ? "meta.reports"
-                                                                        : "meta.pages";
+        r->route = seg[2][0] == 'f'   ? "meta.forms"
+                   : seg[2][0] == 'r' ? "meta.reports"
+                                      : "meta.pages";
         if (!method_is(c, "GET"))
             return FV_E_METHOD;
         if ((rc = require_scope(c, FV_SCOPE_META_APP_READ)) != FV_OK)
             return rc;
         if ((rc = open_app(c, seg[0], seg[1])) != FV_OK)
             return rc;
-        return seg[2][0] == 'f' ? api_meta_forms(c)
+        return seg[2][0] == 'f'   ? api_meta_forms(c)
                : seg[2][0] == 'r' ? api_meta_reports(c)
                                   : api_meta_pages(c);
     }
@@ -424,8 +422,7 @@ static int dispatch(struct api_ctx *c)
     if (rc != FV_OK)
         return rc;
     /* 1. /creator/v2.1/{data|meta}/...  2. /api/v2.1/meta/...  3. /api/v2.1/{owner}/{app}/... */
-    bool creator = p.n >= 3 && strcmp(p.seg[0], "creator") == 0 &&
-                   strcmp(p.seg[1], "v2.1") == 0;
+    bool creator = p.n >= 3 && strcmp(p.seg[0], "creator") == 0 && strcmp(p.seg[1], "v2.1") == 0;
     bool legacy = p.n >= 3 && strcmp(p.seg[0], "api") == 0 && strcmp(p.seg[1], "v2.1") == 0;
     if (!creator && !legacy)
         return FV_E_NO_ROUTE;

@@ -18,36 +18,35 @@ struct fv_api; /* shared, read-only after creation */
 
 /* Callbacks into the HTTP layer for one request (borrowed strings). */
 struct fv_api_request {
-    const char *method;      /* "GET", "POST", "PATCH", "DELETE", ... */
-    const char *path;        /* URL path, percent-decoded, no query string */
-    const char *body;        /* request body, may be NULL */
-    size_t body_len;         /* bytes */
-    bool body_too_large;     /* body exceeded max_body_bytes and was dropped */
-    const char *request_id;  /* unique per request, for logs */
+    const char *method;     /* "GET", "POST", "PATCH", "DELETE", ... */
+    const char *path;       /* URL path, percent-decoded, no query string */
+    const char *body;       /* request body, may be NULL */
+    size_t body_len;        /* bytes */
+    bool body_too_large;    /* body exceeded max_body_bytes and was dropped */
+    const char *request_id; /* unique per request, for logs */
     const char *client_ip;
-    void *conn;              /* opaque for the callbacks */
+    void *conn; /* opaque for the callbacks */
     /* header by case-insensitive name, NULL if absent */
     const char *(*header)(void *conn, const char *name);
     /* query parameter by name (decoded), NULL if absent */
     const char *(*query)(void *conn, const char *name);
     /* calls fn for every query parameter; stops when fn returns false */
-    void (*query_each)(void *conn, bool (*fn)(void *arg, const char *k, const char *v),
-                       void *arg);
+    void (*query_each)(void *conn, bool (*fn)(void *arg, const char *k, const char *v), void *arg);
 };
 
 #define FV_API_MAX_HEADERS 4
 struct fv_api_response {
-    int status;                 /* HTTP status */
-    char *body;                 /* fv_malloc'd, owned by the response */
+    int status; /* HTTP status */
+    char *body; /* fv_malloc'd, owned by the response */
     size_t body_len;
-    const char *content_type;   /* static string */
+    const char *content_type; /* static string */
     struct {
-        const char *name;       /* static string */
+        const char *name; /* static string */
         char value[160];
     } headers[FV_API_MAX_HEADERS];
     size_t n_headers;
     /* for the access log and metrics */
-    const char *route;          /* static route template, e.g. "data.report.get" */
+    const char *route; /* static route template, e.g. "data.report.get" */
     char tenant[FV_MODEL_LINK_MAX + 1];
     int creator_code;
 };
@@ -90,15 +89,15 @@ int fv_api_error_record_code(int rc);
  * FV_E_IO, FV_E_NOMEM.
  */
 FV_MUST_CHECK int fv_api_token_create(struct fv_store *s, const char *tenant, const char *scopes,
-                                      int64_t ttl_s, const char *label, char *ret_token,
-                                      size_t cap, struct fv_error *reterr);
+                                      int64_t ttl_s, const char *label, char *ret_token, size_t cap,
+                                      struct fv_error *reterr);
 
 /* ------------------------------------------------------------ CSV import */
 
 struct fv_api_import_stats {
-    size_t rows;      /* data rows read */
-    size_t imported;  /* rows written */
-    size_t failed;    /* rows rejected (reported through the callback) */
+    size_t rows;     /* data rows read */
+    size_t imported; /* rows written */
+    size_t failed;   /* rows rejected (reported through the callback) */
 };
 
 /*
@@ -112,12 +111,10 @@ struct fv_api_import_stats {
  * Errors: FV_E_IO, FV_E_INVALID, FV_E_NO_OWNER, FV_E_NO_APP, FV_E_NO_FORM,
  * FV_E_NOMEM.
  */
-FV_MUST_CHECK int fv_api_import_csv(struct fv_store *s, const char *tenant, const char *app,
-                                    const char *form, const char *path,
-                                    void (*on_error)(void *arg, size_t row, const char *msg),
-                                    void (*progress)(void *arg, uint64_t done, uint64_t total,
-                                                     size_t rows),
-                                    void *arg, struct fv_api_import_stats *ret_stats,
-                                    struct fv_error *reterr);
+FV_MUST_CHECK int
+fv_api_import_csv(struct fv_store *s, const char *tenant, const char *app, const char *form,
+                  const char *path, void (*on_error)(void *arg, size_t row, const char *msg),
+                  void (*progress)(void *arg, uint64_t done, uint64_t total, size_t rows),
+                  void *arg, struct fv_api_import_stats *ret_stats, struct fv_error *reterr);
 
 #endif

@@ -9,7 +9,7 @@
 #include "auth/auth.h"
 
 #define API_MAX_SEGMENTS 12
-#define API_TOKEN_CACHE 256      /* entries, power of two */
+#define API_TOKEN_CACHE 256 /* entries, power of two */
 #define API_TOKEN_CACHE_TTL_MS 5000
 
 struct token_cache_entry {
@@ -43,10 +43,10 @@ struct api_ctx {
     const struct fv_api_request *req;
     struct fv_api_response *resp;
     struct api_caller caller;
-    struct fv_tenant *tenant;   /* acquired, released by the dispatcher */
-    const struct fv_app *app;   /* borrowed from tenant */
-    struct fv_error err;        /* message for the client */
-    json_t *body;               /* parsed request body or NULL */
+    struct fv_tenant *tenant; /* acquired, released by the dispatcher */
+    const struct fv_app *app; /* borrowed from tenant */
+    struct fv_error err;      /* message for the client */
+    json_t *body;             /* parsed request body or NULL */
 };
 
 /* Set the response to a JSON document (steals the reference). */

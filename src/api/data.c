@@ -34,8 +34,7 @@ static int find_report(struct api_ctx *c, const char *name, const struct fv_repo
 static int parse_id(struct api_ctx *c, const char *text, uint64_t *ret)
 {
     if (fv_parse_u64(text, strlen(text), ret) != FV_OK || *ret == 0 || *ret > INT64_MAX)
-        return fv_error_set(&c->err, FV_E_NO_RECORD, SIZE_MAX, "no record with id '%.32s'",
-                            text);
+        return fv_error_set(&c->err, FV_E_NO_RECORD, SIZE_MAX, "no record with id '%.32s'", text);
     return FV_OK;
 }
 
@@ -106,8 +105,8 @@ static int columns_add(struct api_ctx *c, const struct fv_form *form, struct col
                        const char *name)
 {
     if (!is_system_field(name) && !fv_model_form_field(form, name))
-        return fv_error_set(&c->err, FV_E_NO_FIELD, SIZE_MAX, "no field '%.64s' in form '%s'",
-                            name, form->link_name);
+        return fv_error_set(&c->err, FV_E_NO_FIELD, SIZE_MAX, "no field '%.64s' in form '%s'", name,
+                            form->link_name);
     if (strcmp(name, "ID") == 0)
         return FV_OK; /* always included */
     if (cols->n == FV_ARRAY_LEN(cols->list))
@@ -227,8 +226,7 @@ static int body_common(struct api_ctx *c, const struct fv_form *form, struct res
                     const char *name = json_string_value(f);
                     if (!is_system_field(name) && !fv_model_form_field(form, name))
                         return fv_error_set(&c->err, FV_E_NO_FIELD, SIZE_MAX,
-                                            "no field '%.64s' in form '%s'", name,
-                                            form->link_name);
+                                            "no field '%.64s' in form '%s'", name, form->link_name);
                 }
                 o->fields = v;
             } else if (strcmp(k, "message") == 0 || strcmp(k, "tasks") == 0) {
@@ -250,8 +248,7 @@ static int body_common(struct api_ctx *c, const struct fv_form *form, struct res
         size_t i;
         json_t *s;
         if (!json_is_array(skip))
-            return fv_error_set(&c->err, FV_E_BODY, SIZE_MAX,
-                                "'skip_workflow' must be an array");
+            return fv_error_set(&c->err, FV_E_BODY, SIZE_MAX, "'skip_workflow' must be an array");
         json_array_foreach(skip, i, s)
         {
             const char *v = json_string_value(s);
@@ -275,8 +272,8 @@ static int body_only_keys(struct api_ctx *c, const char *const *allowed)
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = strcmp(*a, k) == 0;
         if (!ok)
-            return fv_error_set(&c->err, FV_E_BODY, SIZE_MAX,
-                                "unknown key '%.32s' in request body", k);
+            return fv_error_set(&c->err, FV_E_BODY, SIZE_MAX, "unknown key '%.32s' in request body",
+                                k);
     }
     return FV_OK;
 }
@@ -519,10 +516,10 @@ int api_data_report_get(struct api_ctx *c, const char *report)
     if (rc != FV_OK)
         goto out;
     if (json_array_size(rows) == 0) {
-        rc = criteria ? fv_error_set(&c->err, FV_E_NO_RESULT, SIZE_MAX,
-                                     "no records match the criteria")
-                      : fv_error_set(&c->err, FV_E_EMPTY_REPORT, SIZE_MAX,
-                                     "no records in report '%s'", rep->link_name);
+        rc = criteria
+                 ? fv_error_set(&c->err, FV_E_NO_RESULT, SIZE_MAX, "no records match the criteria")
+                 : fv_error_set(&c->err, FV_E_EMPTY_REPORT, SIZE_MAX, "no records in report '%s'",
+                                rep->link_name);
         goto out;
     }
     if (cursor[0])
@@ -647,13 +644,13 @@ static int record_write(struct api_ctx *c, const char *report, const char *idtex
         (void)fv_error_set(&c->err, rc, SIZE_MAX, "%s", e->msg[0] ? e->msg : fv_err_describe(rc));
         goto out;
     }
-    json_t *doc = json_pack("{s:i,s:o}", "code", 3000, "data",
-                            update ? record_echo(c, rep->form, id, &o)
-                                   : json_pack("{s:s}", "ID", idtext));
+    json_t *doc =
+        json_pack("{s:i,s:o}", "code", 3000, "data",
+                  update ? record_echo(c, rep->form, id, &o) : json_pack("{s:s}", "ID", idtext));
     if (doc && o.message)
-        (void)json_object_set_new(doc, "message",
-                                  json_string(update ? "Data Updated Successfully!"
-                                                     : "Record Deleted Successfully!"));
+        (void)json_object_set_new(
+            doc, "message",
+            json_string(update ? "Data Updated Successfully!" : "Record Deleted Successfully!"));
     if (doc && o.tasks)
         (void)json_object_set_new(doc, "tasks", json_object());
     rc = api_reply_json(c, FV_OK, doc);
@@ -702,8 +699,8 @@ static int flag_value(struct api_ctx *c, const json_t *v, const char *q, bool *r
 static int report_write(struct api_ctx *c, const char *report, bool update)
 {
     static const char *const params[] = {"process_until_limit", NULL};
-    static const char *const ukeys[] = {"criteria", "data", "result", "skip_workflow",
-                                        "process_until_limit", NULL};
+    static const char *const ukeys[] = {
+        "criteria", "data", "result", "skip_workflow", "process_until_limit", NULL};
     static const char *const dkeys[] = {"criteria", "result", "skip_workflow",
                                         "process_until_limit", NULL};
     const struct fv_report *rep = NULL;
@@ -725,8 +722,9 @@ static int report_write(struct api_ctx *c, const char *report, bool update)
         goto out;
     const char *criteria = json_string_value(json_object_get(c->body, "criteria"));
     if (!criteria || !criteria[0]) {
-        rc = fv_error_set(&c->err, FV_E_PARAM, SIZE_MAX, "mandatory parameter 'criteria' is "
-                                                          "missing");
+        rc = fv_error_set(&c->err, FV_E_PARAM, SIZE_MAX,
+                          "mandatory parameter 'criteria' is "
+                          "missing");
         goto out;
     }
     bool until = false;
@@ -770,10 +768,9 @@ static int report_write(struct api_ctx *c, const char *report, bool update)
         goto out;
     }
     for (size_t i = 0; i < x.n_results; i++) {
-        json_t *e = result_entry(c, rep->form, x.results[i].rc, &x.results[i].err,
-                                 x.results[i].id, &o,
-                                 update ? "Data Updated Successfully!"
-                                        : "Record Deleted Successfully!");
+        json_t *e =
+            result_entry(c, rep->form, x.results[i].rc, &x.results[i].err, x.results[i].id, &o,
+                         update ? "Data Updated Successfully!" : "Record Deleted Successfully!");
         if (!update && e && x.results[i].rc == FV_OK) {
             char idbuf[24];
             (void)snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)x.results[i].id);
@@ -785,8 +782,8 @@ static int report_write(struct api_ctx *c, const char *report, bool update)
         }
     }
     rc = api_reply_json(c, FV_OK,
-                        json_pack("{s:i,s:O,s:b}", "code", 3000, "result", results,
-                                  "more_records", x.more_records));
+                        json_pack("{s:i,s:O,s:b}", "code", 3000, "result", results, "more_records",
+                                  x.more_records));
 out:
     json_decref(results);
     fv_free(x.results);

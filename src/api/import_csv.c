@@ -218,8 +218,7 @@ int fv_api_import_csv(struct fv_store *s, const char *tenant, const char *app, c
     }
     f = fopen(path, "rbe");
     if (!f) {
-        rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot open '%s': %s", path,
-                          strerror(errno));
+        rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot open '%s': %s", path, strerror(errno));
         goto out;
     }
     struct stat sb;
@@ -243,9 +242,8 @@ int fv_api_import_csv(struct fv_store *s, const char *tenant, const char *app, c
             break;
         }
         if (csv_parse(&p, chunk, n, on_cell, on_row, st) != n) {
-            rc = fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
-                              "row %zu: malformed csv: %s", st->row_number + 1,
-                              csv_strerror(csv_error(&p)));
+            rc = fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "row %zu: malformed csv: %s",
+                              st->row_number + 1, csv_strerror(csv_error(&p)));
             goto out;
         }
         if (st->rc != FV_OK) {

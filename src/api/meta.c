@@ -73,8 +73,8 @@ int api_meta_applications(struct api_ctx *c, const char *owner)
         json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "application_name",
                               a->display_name ? a->display_name : a->link_name, "link_name",
                               a->link_name, "date_format", a->date_format, "time_zone",
-                              a->time_zone, "creation_date", created, "category", 1,
-                              "created_by", owner_name, "workspace_name", owner_name);
+                              a->time_zone, "creation_date", created, "category", 1, "created_by",
+                              owner_name, "workspace_name", owner_name);
         if (!o || json_array_append_new(list, o) != 0) {
             rc = FV_E_NOMEM;
             goto out;
@@ -100,8 +100,7 @@ int api_meta_forms(struct api_ctx *c)
     for (size_t i = 0; list && i < c->app->n_forms; i++) {
         const struct fv_form *f = &c->app->forms[i];
         if (json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "display_name",
-                                                  f->display_name ? f->display_name
-                                                                  : f->link_name,
+                                                  f->display_name ? f->display_name : f->link_name,
                                                   "link_name", f->link_name, "type", 1)) != 0) {
             json_decref(list);
             return FV_E_NOMEM;
@@ -118,16 +117,15 @@ int api_meta_reports(struct api_ctx *c)
     if (rc != FV_OK)
         return rc;
     if (c->app->n_reports == 0)
-        return fv_error_set(&c->err, FV_E_NO_REPORTS, SIZE_MAX,
-                            "application '%s' has no reports", c->app->link_name);
+        return fv_error_set(&c->err, FV_E_NO_REPORTS, SIZE_MAX, "application '%s' has no reports",
+                            c->app->link_name);
     json_t *list = json_array();
     for (size_t i = 0; list && i < c->app->n_reports; i++) {
         const struct fv_report *r = &c->app->reports[i];
-        if (json_array_append_new(list,
-                                  json_pack("{s:s,s:s,s:i}", "display_name",
-                                            r->display_name ? r->display_name : r->link_name,
-                                            "link_name", r->link_name, "type", (int)r->type)) !=
-            0) {
+        if (json_array_append_new(list, json_pack("{s:s,s:s,s:i}", "display_name",
+                                                  r->display_name ? r->display_name : r->link_name,
+                                                  "link_name", r->link_name, "type",
+                                                  (int)r->type)) != 0) {
             json_decref(list);
             return FV_E_NOMEM;
         }
@@ -165,11 +163,11 @@ static json_t *field_json(const struct fv_field *f)
             break;
         }
     }
-    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:b,s:b,s:i}", "display_name",
-                          f->display_name ? f->display_name : f->link_name, "link_name",
-                          f->link_name, "type", fv_model_type_code(f), "field_type",
-                          fv_model_type_name(f->type), "mandatory", f->required, "unique",
-                          f->unique, "max_char", max_char);
+    json_t *o =
+        json_pack("{s:s,s:s,s:i,s:s,s:b,s:b,s:i}", "display_name",
+                  f->display_name ? f->display_name : f->link_name, "link_name", f->link_name,
+                  "type", fv_model_type_code(f), "field_type", fv_model_type_name(f->type),
+                  "mandatory", f->required, "unique", f->unique, "max_char", max_char);
     if (!o)
         return NULL;
     if (f->n_choices) {
@@ -185,9 +183,8 @@ static json_t *field_json(const struct fv_field *f)
                                             f->lookup_multi));
     if (f->encrypt || f->pii || f->contains_health_info)
         (void)json_object_set_new(o, "classification",
-                                  json_pack("{s:b,s:b,s:b}", "encrypt", f->encrypt, "pii",
-                                            f->pii, "contains_health_info",
-                                            f->contains_health_info));
+                                  json_pack("{s:b,s:b,s:b}", "encrypt", f->encrypt, "pii", f->pii,
+                                            "contains_health_info", f->contains_health_info));
     return o;
 }
 

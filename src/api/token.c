@@ -3,9 +3,8 @@
 
 #include "api/api_int.h"
 
-int fv_api_token_create(struct fv_store *s, const char *tenant, const char *scopes,
-                        int64_t ttl_s, const char *label, char *ret_token, size_t cap,
-                        struct fv_error *reterr)
+int fv_api_token_create(struct fv_store *s, const char *tenant, const char *scopes, int64_t ttl_s,
+                        const char *label, char *ret_token, size_t cap, struct fv_error *reterr)
 {
     struct fv_store_tenant_info info;
     struct fv_store_token tok = {0};

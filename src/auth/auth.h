@@ -20,16 +20,16 @@ _Static_assert(FV_AUTH_TOKEN_RANDOM_BYTES * 4 / 3 + 1 == 43, "token length");
 
 /* Creator scopes, one bit each. */
 enum fv_auth_scope {
-    FV_SCOPE_FORM_CREATE = 1u << 0,        /* ZohoCreator.form.CREATE */
-    FV_SCOPE_REPORT_READ = 1u << 1,        /* ZohoCreator.report.READ */
-    FV_SCOPE_REPORT_UPDATE = 1u << 2,      /* ZohoCreator.report.UPDATE */
-    FV_SCOPE_REPORT_DELETE = 1u << 3,      /* ZohoCreator.report.DELETE */
-    FV_SCOPE_REPORT_CREATE = 1u << 4,      /* ZohoCreator.report.CREATE (file upload) */
-    FV_SCOPE_META_FORM_READ = 1u << 5,     /* ZohoCreator.meta.form.READ */
-    FV_SCOPE_META_APP_READ = 1u << 6,      /* ZohoCreator.meta.application.READ */
-    FV_SCOPE_DASHBOARD_READ = 1u << 7,     /* ZohoCreator.dashboard.READ */
-    FV_SCOPE_BULK_CREATE = 1u << 8,        /* ZohoCreator.bulk.CREATE */
-    FV_SCOPE_BULK_READ = 1u << 9,          /* ZohoCreator.bulk.READ */
+    FV_SCOPE_FORM_CREATE = 1u << 0,    /* ZohoCreator.form.CREATE */
+    FV_SCOPE_REPORT_READ = 1u << 1,    /* ZohoCreator.report.READ */
+    FV_SCOPE_REPORT_UPDATE = 1u << 2,  /* ZohoCreator.report.UPDATE */
+    FV_SCOPE_REPORT_DELETE = 1u << 3,  /* ZohoCreator.report.DELETE */
+    FV_SCOPE_REPORT_CREATE = 1u << 4,  /* ZohoCreator.report.CREATE (file upload) */
+    FV_SCOPE_META_FORM_READ = 1u << 5, /* ZohoCreator.meta.form.READ */
+    FV_SCOPE_META_APP_READ = 1u << 6,  /* ZohoCreator.meta.application.READ */
+    FV_SCOPE_DASHBOARD_READ = 1u << 7, /* ZohoCreator.dashboard.READ */
+    FV_SCOPE_BULK_CREATE = 1u << 8,    /* ZohoCreator.bulk.CREATE */
+    FV_SCOPE_BULK_READ = 1u << 9,      /* ZohoCreator.bulk.READ */
 };
 #define FV_SCOPE_ALL 0x3ffu
 

@@ -13,11 +13,15 @@
 #include "core/core.h"
 
 #define ROW_S(n, def, help)                                                                        \
-    {#n, FV_CONFIG_STRING, def, 0, 0, offsetof(struct fv_config, n),                               \
-     sizeof(((struct fv_config *)0)->n), help}
+    {                                                                                              \
+#n, FV_CONFIG_STRING, def, 0, 0, offsetof(struct fv_config, n),                            \
+            sizeof(((struct fv_config *)0)->n), help                                               \
+    }
 #define ROW_I(n, def, lo, hi, help)                                                                \
-    {#n, FV_CONFIG_INT, def, lo, hi, offsetof(struct fv_config, n),                                \
-     sizeof(((struct fv_config *)0)->n), help}
+    {                                                                                              \
+#n, FV_CONFIG_INT, def, lo, hi, offsetof(struct fv_config, n),                             \
+            sizeof(((struct fv_config *)0)->n), help                                               \
+    }
 
 static const struct fv_config_entry config_rows[] = {
     ROW_S(data_dir, "./formvault-data",
@@ -89,8 +93,8 @@ static int row_set(struct fv_config *cfg, const struct fv_config_entry *row, con
     }
     int64_t v;
     if (fv_parse_i64(value, strlen(value), &v) != FV_OK)
-        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "%s: '%s' must be an integer",
-                            source, row->name);
+        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "%s: '%s' must be an integer", source,
+                            row->name);
     if (v < row->min || v > row->max)
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
                             "%s: '%s' must be between %lld and %lld", source, row->name,
@@ -135,14 +139,14 @@ static int config_ini_line(void *user, const char *section, const char *name, co
         return 0;
     (void)snprintf(source, sizeof(source), "%s", c->path);
     if (section[0] && strcmp(section, "formvault") != 0) {
-        c->rc = fv_error_set(c->err, FV_E_INVALID, SIZE_MAX, "%s: unknown section '%s'",
-                             source, section);
+        c->rc = fv_error_set(c->err, FV_E_INVALID, SIZE_MAX, "%s: unknown section '%s'", source,
+                             section);
         return 0;
     }
     const struct fv_config_entry *row = row_find(name);
     if (!row) {
-        c->rc = fv_error_set(c->err, FV_E_INVALID, SIZE_MAX, "%s: unknown setting '%s'",
-                             source, name);
+        c->rc =
+            fv_error_set(c->err, FV_E_INVALID, SIZE_MAX, "%s: unknown setting '%s'", source, name);
         return 0;
     }
     c->rc = row_set(c->cfg, row, value, source, c->err);
@@ -163,8 +167,8 @@ static int validate(const struct fv_config *cfg, struct fv_error *reterr)
     if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
                             "'tls_cert' and 'tls_key' must be set together");
-    if (cfg->https_port != 0 && (cfg->https_port == cfg->http_port ||
-                                 cfg->https_port == cfg->operator_port))
+    if (cfg->https_port != 0 &&
+        (cfg->https_port == cfg->http_port || cfg->https_port == cfg->operator_port))
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
                             "'https_port' must differ from 'http_port' and 'operator_port'");
     if (cfg->operator_port != 0 && cfg->operator_port == cfg->http_port)
@@ -188,8 +192,7 @@ int fv_config_load(const char *path, struct fv_config *ret_cfg, struct fv_error 
         if (c.rc != FV_OK)
             return c.rc;
         if (line != 0)
-            return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "%s:%d: syntax error", path,
-                                line);
+            return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "%s:%d: syntax error", path, line);
     }
     for (size_t i = 0; i < FV_ARRAY_LEN(config_rows); i++) {
         char var[96] = "FORMVAULT_";

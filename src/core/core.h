@@ -39,35 +39,35 @@ enum fv_err {
     FV_E_BUSY = -10,           /* resource temporarily busy; retry */
     FV_E_INTERNAL = -11,       /* unexpected library failure (logged) */
 
-    FV_E_NO_ROUTE = -20,        /* URL matches no API route */
-    FV_E_METHOD = -21,          /* HTTP method not valid for this URL */
-    FV_E_AUTH = -22,            /* token missing, invalid or expired */
-    FV_E_SCOPE = -23,           /* token lacks the endpoint's scope */
-    FV_E_PARAM = -24,           /* mandatory parameter missing or bad */
-    FV_E_UNKNOWN_PARAM = -25,   /* unsupported request parameter */
-    FV_E_BODY = -26,            /* body missing, not JSON or wrong shape */
-    FV_E_BODY_TOO_LARGE = -27,  /* body over max_body_bytes */
-    FV_E_NO_OWNER = -28,        /* no such account owner (tenant) */
-    FV_E_NO_APP = -29,          /* no application with that link name */
-    FV_E_NO_FORM = -30,         /* no form with that link name */
-    FV_E_NO_REPORT = -31,       /* no report with that link name */
-    FV_E_NO_RECORD = -32,       /* no record with that ID */
-    FV_E_NO_MATCH = -33,        /* criteria matched no record (update/delete) */
-    FV_E_NO_FIELD = -34,        /* no field with that link name */
-    FV_E_VALIDATION = -35,      /* a value breaks its field's rules */
-    FV_E_TOO_MANY_RECORDS = -36,/* more than 200 records in one add */
-    FV_E_TOO_MANY_MATCHES = -37,/* >200 matches without process_until_limit */
-    FV_E_FETCH_LIMIT = -38,     /* limit/max_records over what one fetch allows */
-    FV_E_CRITERIA = -39,        /* criteria expression does not parse/compile */
-    FV_E_CURSOR = -40,          /* record_cursor invalid or stale */
-    FV_E_TOO_MANY_DIGITS = -41, /* number value has too many digits */
-    FV_E_DECIMAL_FORMAT = -42,  /* value does not fit decimal/percent/currency */
-    FV_E_READ_ONLY = -43,       /* node or field is read-only */
-    FV_E_EMPTY_REPORT = -44,    /* report holds no records (GET) */
-    FV_E_NO_FORMS = -45,        /* app has no forms */
-    FV_E_NO_REPORTS = -46,      /* app has no reports */
-    FV_E_NO_RESULT = -47,       /* GET criteria matched no record */
-    FV_E_NO_PAGES = -48,        /* app has no pages */
+    FV_E_NO_ROUTE = -20,         /* URL matches no API route */
+    FV_E_METHOD = -21,           /* HTTP method not valid for this URL */
+    FV_E_AUTH = -22,             /* token missing, invalid or expired */
+    FV_E_SCOPE = -23,            /* token lacks the endpoint's scope */
+    FV_E_PARAM = -24,            /* mandatory parameter missing or bad */
+    FV_E_UNKNOWN_PARAM = -25,    /* unsupported request parameter */
+    FV_E_BODY = -26,             /* body missing, not JSON or wrong shape */
+    FV_E_BODY_TOO_LARGE = -27,   /* body over max_body_bytes */
+    FV_E_NO_OWNER = -28,         /* no such account owner (tenant) */
+    FV_E_NO_APP = -29,           /* no application with that link name */
+    FV_E_NO_FORM = -30,          /* no form with that link name */
+    FV_E_NO_REPORT = -31,        /* no report with that link name */
+    FV_E_NO_RECORD = -32,        /* no record with that ID */
+    FV_E_NO_MATCH = -33,         /* criteria matched no record (update/delete) */
+    FV_E_NO_FIELD = -34,         /* no field with that link name */
+    FV_E_VALIDATION = -35,       /* a value breaks its field's rules */
+    FV_E_TOO_MANY_RECORDS = -36, /* more than 200 records in one add */
+    FV_E_TOO_MANY_MATCHES = -37, /* >200 matches without process_until_limit */
+    FV_E_FETCH_LIMIT = -38,      /* limit/max_records over what one fetch allows */
+    FV_E_CRITERIA = -39,         /* criteria expression does not parse/compile */
+    FV_E_CURSOR = -40,           /* record_cursor invalid or stale */
+    FV_E_TOO_MANY_DIGITS = -41,  /* number value has too many digits */
+    FV_E_DECIMAL_FORMAT = -42,   /* value does not fit decimal/percent/currency */
+    FV_E_READ_ONLY = -43,        /* node or field is read-only */
+    FV_E_EMPTY_REPORT = -44,     /* report holds no records (GET) */
+    FV_E_NO_FORMS = -45,         /* app has no forms */
+    FV_E_NO_REPORTS = -46,       /* app has no reports */
+    FV_E_NO_RESULT = -47,        /* GET criteria matched no record */
+    FV_E_NO_PAGES = -48,         /* app has no pages */
 };
 
 /* Name of an fv_err ("FV_E_NOMEM"); never NULL, static storage. */
@@ -96,8 +96,7 @@ void fv_error_init(struct fv_error *e);
  * Returns code, so callers write `return fv_error_set(e, FV_E_INVALID, ...)`.
  * Keeps the first error: a later call does not overwrite a set error.
  */
-int fv_error_set(struct fv_error *e, int code, size_t pos, const char *fmt, ...)
-    FV_PRINTF(4, 5);
+int fv_error_set(struct fv_error *e, int code, size_t pos, const char *fmt, ...) FV_PRINTF(4, 5);
 
 /* Aborts with file and line; stays on in release builds (STYLE 14). */
 #define FV_ASSERT(cond)                                                                            \
@@ -228,7 +227,7 @@ struct fv_log_request {
     const char *route;  /* route template, never the raw URL with values */
     const char *tenant; /* may be NULL */
     int status;
-    int creator_code;   /* 0 if none */
+    int creator_code; /* 0 if none */
     double duration_ms;
 };
 void fv_log_request(const struct fv_log_request *r);
@@ -245,25 +244,25 @@ void fv_log_request(const struct fv_log_request *r);
 #define FV_CONFIG_PATH_MAX 1024
 struct fv_config {
     char data_dir[FV_CONFIG_PATH_MAX];
-    char bind[64];          /* public listener address */
-    int https_port;         /* public HTTPS port */
-    int http_port;          /* plain-HTTP redirect port; 0 disables */
-    char operator_bind[64]; /* operator listener address */
-    int operator_port;      /* operator HTTPS port */
-    char public_url[256];   /* external base URL for redirects; "" = derive */
+    char bind[64];                     /* public listener address */
+    int https_port;                    /* public HTTPS port */
+    int http_port;                     /* plain-HTTP redirect port; 0 disables */
+    char operator_bind[64];            /* operator listener address */
+    int operator_port;                 /* operator HTTPS port */
+    char public_url[256];              /* external base URL for redirects; "" = derive */
     char tls_cert[FV_CONFIG_PATH_MAX]; /* PEM cert; "" = self-signed in data dir */
     char tls_key[FV_CONFIG_PATH_MAX];  /* PEM key */
-    int threads;            /* HTTP worker threads; 0 = number of cores */
-    int write_threads;      /* threads that run writes (group commit) */
-    int max_connections;    /* connection limit per listener */
-    int connection_timeout_s; /* idle keep-alive timeout, seconds */
-    int64_t max_body_bytes; /* largest accepted request body, bytes */
-    int max_records_per_write; /* records per add request (Creator: 200) */
-    int max_json_depth;     /* nesting limit for request bodies */
-    int tenant_cache_size;  /* open tenant databases kept */
-    int group_commit_max;   /* writes folded into one commit at most */
-    char region[16];        /* this node's region, e.g. "us" */
-    char log_level[16];     /* debug, info, warn, error */
+    int threads;                       /* HTTP worker threads; 0 = number of cores */
+    int write_threads;                 /* threads that run writes (group commit) */
+    int max_connections;               /* connection limit per listener */
+    int connection_timeout_s;          /* idle keep-alive timeout, seconds */
+    int64_t max_body_bytes;            /* largest accepted request body, bytes */
+    int max_records_per_write;         /* records per add request (Creator: 200) */
+    int max_json_depth;                /* nesting limit for request bodies */
+    int tenant_cache_size;             /* open tenant databases kept */
+    int group_commit_max;              /* writes folded into one commit at most */
+    char region[16];                   /* this node's region, e.g. "us" */
+    char log_level[16];                /* debug, info, warn, error */
     char log_file[FV_CONFIG_PATH_MAX]; /* "" = stderr */
 };
 
@@ -274,9 +273,9 @@ struct fv_config_entry {
     const char *name;
     enum fv_config_type type;
     const char *default_value;
-    int64_t min, max;      /* INT: bounds; STRING: max length is the field size */
-    size_t offset;         /* into struct fv_config */
-    size_t size;           /* field size in bytes */
+    int64_t min, max; /* INT: bounds; STRING: max length is the field size */
+    size_t offset;    /* into struct fv_config */
+    size_t size;      /* field size in bytes */
     const char *help;
 };
 /* The table and its length; static storage. */

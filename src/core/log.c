@@ -123,8 +123,8 @@ void fv_log_request(const struct fv_log_request *r)
     if (r->creator_code)
         (void)json_object_set_new(o, "code", json_integer(r->creator_code));
     (void)json_object_set_new(o, "duration_ms", json_real(r->duration_ms));
-    (void)json_object_set_new(o, "tenant", r->tenant && r->tenant[0] ? json_string(r->tenant)
-                                                                     : json_null());
+    (void)json_object_set_new(o, "tenant",
+                              r->tenant && r->tenant[0] ? json_string(r->tenant) : json_null());
     emit(o);
     json_decref(o);
 }

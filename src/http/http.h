@@ -52,8 +52,8 @@ void fv_http_server_set_ready(struct fv_http_server *s, bool ready);
 
 /* Facts about a started server, for the startup banner and tests. */
 struct fv_http_server_info {
-    int https_port;    /* actual bound port (useful when 0 was configured) */
-    int http_port;     /* 0 when the redirect listener is disabled */
+    int https_port; /* actual bound port (useful when 0 was configured) */
+    int http_port;  /* 0 when the redirect listener is disabled */
     int operator_port;
     char cert_sha256[96]; /* "AB:CD:..." SHA-256 of the certificate (DER) */
 };
@@ -91,8 +91,8 @@ FV_MUST_CHECK int fv_http_tls_fingerprint(const char *cert_pem, char *out, size_
  * Percent-decode a URL path (the part before '?') into out[cap]: %XX with
  * two hex digits becomes that byte; '+' stays '+'. Refuses (FV_E_INVALID)
  * malformed escapes, %00, %2F (an encoded '/' would change the segments),
- * raw control bytes, and a path not starting with '/'. FV_E_LIMIT if the result plus NUL does not fit. On success out
- * is NUL-terminated and *ret_len is its length.
+ * raw control bytes, and a path not starting with '/'. FV_E_LIMIT if the result plus NUL does not
+ * fit. On success out is NUL-terminated and *ret_len is its length.
  */
 FV_MUST_CHECK int fv_http_path_decode(const char *in, size_t len, char *out, size_t cap,
                                       size_t *ret_len);

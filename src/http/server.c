@@ -146,8 +146,7 @@ struct req_ctx {
 /* A method name safe for logs and metrics: known ones, else "OTHER". */
 static const char *method_static(const char *m)
 {
-    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-                                         "OPTIONS"};
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
     for (size_t i = 0; i < FV_ARRAY_LEN(known); i++) {
         if (strcmp(m, known[i]) == 0)
             return known[i];
@@ -232,7 +231,8 @@ static struct MHD_Response *response_new(struct req_ctx *ctx, char *body, size_t
     if (r == NULL)
         return NULL;
     if (content_type != NULL)
-        ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
+        ok =
+            ok && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
     if (ctx->l->kind != LISTENER_REDIRECT) {
         /* HSTS is meaningful (and honoured) only over TLS. */
         ok = ok && MHD_add_response_header(r, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY,
@@ -630,8 +630,7 @@ static enum MHD_Result handle_redirect(struct req_ctx *ctx, const char *method)
     struct fv_buf loc;
     struct MHD_Response *r;
     const char *host = MHD_lookup_connection_value(ctx->conn, MHD_HEADER_KIND, "Host");
-    int status = is_get_or_head(method) ? MHD_HTTP_MOVED_PERMANENTLY
-                                        : MHD_HTTP_PERMANENT_REDIRECT;
+    int status = is_get_or_head(method) ? MHD_HTTP_MOVED_PERMANENTLY : MHD_HTTP_PERMANENT_REDIRECT;
     int rc;
 
     fv_buf_init(&loc, 16 * 1024);
@@ -640,8 +639,7 @@ static enum MHD_Result handle_redirect(struct req_ctx *ctx, const char *method)
         return MHD_NO;
     if (rc != FV_OK) {
         fv_buf_release(&loc);
-        return queue(ctx, response_new(ctx, NULL, 0, NULL), MHD_HTTP_BAD_REQUEST,
-                     "http.redirect");
+        return queue(ctx, response_new(ctx, NULL, 0, NULL), MHD_HTTP_BAD_REQUEST, "http.redirect");
     }
     r = response_new(ctx, NULL, 0, NULL);
     if (r != NULL && MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, loc.p) != MHD_YES) {
@@ -679,7 +677,8 @@ static enum MHD_Result handle_operator(struct req_ctx *ctx, const char *method)
 
     if (!is_get_or_head(method)) {
         struct MHD_Response *r = response_new(ctx, NULL, 0, NULL);
-        if (r != NULL && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES) {
+        if (r != NULL &&
+            MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES) {
             MHD_destroy_response(r);
             r = NULL;
         }
@@ -729,9 +728,8 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **req_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **req_cls)
 {
     struct listener *l = cls;
     struct req_ctx *ctx = *req_cls;
@@ -943,15 +941,14 @@ static int listen_socket_open(const char *addr, int port, int *ret_fd, int *ret_
         goto fail;
     if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0)
         goto fail;
-    *ret_port = ss.ss_family == AF_INET6
-                    ? ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port)
-                    : ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+    *ret_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
     *ret_fd = fd;
     fd = -1;
     goto out;
 fail:
-    rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot listen on %s%s%s:%d: %s",
-                      v6 ? "[" : "", host, v6 ? "]" : "", port, listen_errstr(errno));
+    rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot listen on %s%s%s:%d: %s", v6 ? "[" : "",
+                      host, v6 ? "]" : "", port, listen_errstr(errno));
 out:
     if (ai != NULL)
         freeaddrinfo(ai);
@@ -977,7 +974,8 @@ static int listener_start(struct fv_http_server *s, struct listener *l, enum lis
 
     if (kind == LISTENER_PUBLIC) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        pool = cfg->threads > 0 ? (unsigned int)cfg->threads : (cores > 0 ? (unsigned int)cores : 1);
+        pool =
+            cfg->threads > 0 ? (unsigned int)cfg->threads : (cores > 0 ? (unsigned int)cores : 1);
         limit = (unsigned int)cfg->max_connections;
     } else {
         pool = kind == LISTENER_OPERATOR ? OPERATOR_POOL_SIZE : 1;

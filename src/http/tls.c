@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PEM_MAX (1024 * 1024)              /* larger files are not a cert/key */
+#define PEM_MAX (1024 * 1024)               /* larger files are not a cert/key */
 #define CERT_LIFETIME_S (365LL * 24 * 3600) /* one year */
 #define CERT_RENEW_BEFORE_S (7LL * 24 * 3600)
 
@@ -25,12 +25,11 @@
  * DHE); server cipher preference. Checked with
  * `gnutls-cli --priority '<this>' -l` and by tests/unit/http/test_tls.c.
  */
-const char FV_HTTP_TLS_PRIORITIES[] =
-    "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
-    "-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:"
-    "-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"
-    "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
-    "%SERVER_PRECEDENCE";
+const char FV_HTTP_TLS_PRIORITIES[] = "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
+                                      "-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:"
+                                      "-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"
+                                      "-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
+                                      "%SERVER_PRECEDENCE";
 
 void fv_http_tls_key_free(char *key_pem)
 {
@@ -56,8 +55,10 @@ static int read_small_file(const char *path, bool nofollow, char **ret, struct f
         goto out;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PEM_MAX) {
-        rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot read '%s': not a regular file "
-                          "of at most %d bytes", path, PEM_MAX);
+        rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX,
+                          "cannot read '%s': not a regular file "
+                          "of at most %d bytes",
+                          path, PEM_MAX);
         goto out;
     }
     data = fv_malloc((size_t)st.st_size + 1);
@@ -215,9 +216,9 @@ out:
     do {                                                                                           \
         int gtr_ = (expr);                                                                         \
         if (gtr_ < 0) {                                                                            \
-            rc = fv_error_set(reterr, FV_E_INTERNAL, SIZE_MAX,                                     \
-                              "cannot generate certificate: %s: %s", #expr,                        \
-                              gnutls_strerror(gtr_));                                              \
+            rc =                                                                                   \
+                fv_error_set(reterr, FV_E_INTERNAL, SIZE_MAX,                                      \
+                             "cannot generate certificate: %s: %s", #expr, gnutls_strerror(gtr_)); \
             goto out;                                                                              \
         }                                                                                          \
     } while (0)
@@ -234,13 +235,12 @@ static int generate_self_signed(gnutls_datum_t *ret_cert, gnutls_datum_t *ret_ke
     unsigned char key_id[64];
     size_t key_id_len = sizeof(key_id);
     static const unsigned char ip4_loopback[4] = {127, 0, 0, 1};
-    static const unsigned char ip6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
-                                                   0, 0, 0, 0, 0, 0, 0, 1};
+    static const unsigned char ip6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     time_t now = time(NULL);
 
     GNUTLS_TRY(gnutls_x509_privkey_init(&key));
-    GNUTLS_TRY(gnutls_x509_privkey_generate(
-        key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0));
+    GNUTLS_TRY(gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA,
+                                            GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0));
     GNUTLS_TRY(gnutls_x509_crt_init(&crt));
     GNUTLS_TRY(gnutls_x509_crt_set_version(crt, 3));
     /* Random positive 128-bit serial (RFC 5280 4.1.2.2: at most 20 octets). */
@@ -257,9 +257,8 @@ static int generate_self_signed(gnutls_datum_t *ret_cert, gnutls_datum_t *ret_ke
                                              "formvault development",
                                              (unsigned)strlen("formvault development")));
     GNUTLS_TRY(gnutls_x509_crt_set_key(crt, key));
-    GNUTLS_TRY(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, "localhost",
-                                                    (unsigned)strlen("localhost"),
-                                                    GNUTLS_FSAN_SET));
+    GNUTLS_TRY(gnutls_x509_crt_set_subject_alt_name(
+        crt, GNUTLS_SAN_DNSNAME, "localhost", (unsigned)strlen("localhost"), GNUTLS_FSAN_SET));
     GNUTLS_TRY(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip4_loopback,
                                                     sizeof(ip4_loopback), GNUTLS_FSAN_APPEND));
     GNUTLS_TRY(gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, ip6_loopback,
@@ -271,8 +270,8 @@ static int generate_self_signed(gnutls_datum_t *ret_cert, gnutls_datum_t *ret_ke
     GNUTLS_TRY(gnutls_x509_crt_set_subject_key_id(crt, key_id, key_id_len));
     GNUTLS_TRY(gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0));
     GNUTLS_TRY(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &cert_pem));
-    GNUTLS_TRY(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL,
-                                                 GNUTLS_PKCS_PLAIN, &key_pem));
+    GNUTLS_TRY(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN,
+                                                 &key_pem));
     *ret_cert = cert_pem;
     *ret_key = key_pem;
     cert_pem.data = NULL;
@@ -326,8 +325,8 @@ static int ensure_generated(const char *data_dir, char **ret_cert, char **ret_ke
     if (rc != FV_OK)
         goto out;
     if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-        rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot create directory '%s': %s",
-                          data_dir, strerror(errno));
+        rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot create directory '%s': %s", data_dir,
+                          strerror(errno));
         goto out;
     }
     rc = ensure_private_dir(dir.p, reterr);
@@ -428,8 +427,7 @@ int fv_http_tls_ensure(const char *data_dir, const struct fv_config *cfg, char *
     if (rc != FV_OK)
         goto out;
     if (not_after <= time(NULL))
-        fv_log(FV_LOG_WARN, "tls: certificate '%s' has expired, serving it anyway",
-               cfg->tls_cert);
+        fv_log(FV_LOG_WARN, "tls: certificate '%s' has expired, serving it anyway", cfg->tls_cert);
     *ret_cert_pem = cert;
     *ret_key_pem = key;
     cert = NULL;

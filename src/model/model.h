@@ -34,8 +34,8 @@
 
 #include "core/core.h"
 
-#define FV_MODEL_LINK_MAX 64      /* link name bytes, without NUL */
-#define FV_MODEL_TEXT_MAX 255     /* default max length of single-line text */
+#define FV_MODEL_LINK_MAX 64  /* link name bytes, without NUL */
+#define FV_MODEL_TEXT_MAX 255 /* default max length of single-line text */
 #define FV_MODEL_MULTILINE_MAX 65535
 
 /* Field types. The Creator Get Fields type code is fv_model_type_code(). */
@@ -90,19 +90,19 @@ struct fv_field {
     enum fv_field_type type;
     bool required;
     bool unique;
-    bool encrypt;            /* classification, enforced by later issues */
+    bool encrypt; /* classification, enforced by later issues */
     bool pii;
     bool contains_health_info;
-    int max_length;          /* text types: characters; 0 = type default */
-    int decimal_places;      /* decimal/percent/currency: 0..9, default 2 */
-    char **choices;          /* dropdown/radio/multi_select/checkbox */
+    int max_length;     /* text types: characters; 0 = type default */
+    int decimal_places; /* decimal/percent/currency: 0..9, default 2 */
+    char **choices;     /* dropdown/radio/multi_select/checkbox */
     size_t n_choices;
-    json_t *default_value;   /* owned reference or NULL */
-    char *lookup_form;       /* lookup: target form link name */
-    char *lookup_display;    /* lookup: target field shown as zc_display_value */
-    bool lookup_multi;       /* lookup: array of IDs (stored as JSON text) */
-    char *autonumber_prefix; /* autonumber: optional prefix */
-    int64_t autonumber_start;/* autonumber: first value (default 1) */
+    json_t *default_value;               /* owned reference or NULL */
+    char *lookup_form;                   /* lookup: target form link name */
+    char *lookup_display;                /* lookup: target field shown as zc_display_value */
+    bool lookup_multi;                   /* lookup: array of IDs (stored as JSON text) */
+    char *autonumber_prefix;             /* autonumber: optional prefix */
+    int64_t autonumber_start;            /* autonumber: first value (default 1) */
     const struct fv_form *lookup_target; /* resolved after parse; borrowed */
 };
 
@@ -119,22 +119,22 @@ struct fv_report {
     char link_name[FV_MODEL_LINK_MAX + 1];
     char *display_name;
     enum fv_report_type type;
-    const struct fv_form *form;  /* borrowed from the app */
-    char **quick_view;           /* field link names (list columns) */
+    const struct fv_form *form; /* borrowed from the app */
+    char **quick_view;          /* field link names (list columns) */
     size_t n_quick_view;
-    char **detail_view;          /* field link names for detail_view */
+    char **detail_view; /* field link names for detail_view */
     size_t n_detail_view;
-    char *criteria;              /* report filter, may be NULL */
-    char *sort_field;            /* may be NULL: then ID ascending */
+    char *criteria;   /* report filter, may be NULL */
+    char *sort_field; /* may be NULL: then ID ascending */
     bool sort_desc;
 };
 
 struct fv_app {
     char link_name[FV_MODEL_LINK_MAX + 1];
     char *display_name;
-    char *date_format;   /* "dd-MMM-yyyy" (default), "dd-MM-yyyy", "dd.MM.yyyy",
-                            "MM-dd-yyyy", "yyyy-MM-dd", "MMM dd,yyyy" */
-    char *time_zone;     /* informational; times are stored and shown in UTC */
+    char *date_format; /* "dd-MMM-yyyy" (default), "dd-MM-yyyy", "dd.MM.yyyy",
+                          "MM-dd-yyyy", "yyyy-MM-dd", "MMM dd,yyyy" */
+    char *time_zone;   /* informational; times are stored and shown in UTC */
     struct fv_form *forms;
     size_t n_forms;
     struct fv_report *reports;
@@ -252,8 +252,8 @@ struct fv_criteria; /* opaque syntax tree */
  * expression broke and a message saying what was expected; FV_E_NOMEM.
  * *ret is freed with fv_model_criteria_free.
  */
-FV_MUST_CHECK int fv_model_criteria_parse(const char *text, size_t len,
-                                          struct fv_criteria **ret, struct fv_error *reterr);
+FV_MUST_CHECK int fv_model_criteria_parse(const char *text, size_t len, struct fv_criteria **ret,
+                                          struct fv_error *reterr);
 void fv_model_criteria_free(struct fv_criteria *c);
 
 /* Compiled WHERE fragment: SQL text (no leading WHERE) and its parameters. */

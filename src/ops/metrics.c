@@ -20,13 +20,12 @@
 
 /* Histogram upper bounds in nanoseconds and as rendered `le` labels. */
 static const int64_t bucket_bounds_ns[] = {
-    500000LL,    1000000LL,   2500000LL,   5000000LL,   10000000LL,
-    25000000LL,  50000000LL,  100000000LL, 250000000LL, 500000000LL,
-    1000000000LL, 2500000000LL, 5000000000LL, 10000000000LL,
+    500000LL,    1000000LL,   2500000LL,   5000000LL,    10000000LL,   25000000LL,   50000000LL,
+    100000000LL, 250000000LL, 500000000LL, 1000000000LL, 2500000000LL, 5000000000LL, 10000000000LL,
 };
 static const char *const bucket_labels[] = {
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
-    "0.1",    "0.25",  "0.5",    "1",     "2.5",   "5",     "10",
+    "0.1",    "0.25",  "0.5",    "1",     "2.5",  "5",     "10",
 };
 #define N_BOUNDS FV_ARRAY_LEN(bucket_bounds_ns)
 _Static_assert(FV_ARRAY_LEN(bucket_bounds_ns) == FV_ARRAY_LEN(bucket_labels),
@@ -202,9 +201,9 @@ static int render_requests(struct fv_buf *out, const struct route_slot *slot, co
         rc = append_label_value(out, name);
         if (rc != FV_OK)
             goto out;
-        rc = fv_buf_appendf(out, "\",status=\"%d\"} %llu\n", code,
-                            (unsigned long long)atomic_load_explicit(&slot->status_count[i],
-                                                                     memory_order_relaxed));
+        rc = fv_buf_appendf(
+            out, "\",status=\"%d\"} %llu\n", code,
+            (unsigned long long)atomic_load_explicit(&slot->status_count[i], memory_order_relaxed));
         if (rc != FV_OK)
             goto out;
     }
@@ -235,8 +234,7 @@ static int render_histogram(struct fv_buf *out, const struct route_slot *slot, c
         rc = append_label_value(out, name);
         if (rc != FV_OK)
             goto out;
-        rc = fv_buf_appendf(out, "\",le=\"%s\"} %llu\n",
-                            i < N_BOUNDS ? bucket_labels[i] : "+Inf",
+        rc = fv_buf_appendf(out, "\",le=\"%s\"} %llu\n", i < N_BOUNDS ? bucket_labels[i] : "+Inf",
                             (unsigned long long)cumulative);
         if (rc != FV_OK)
             goto out;

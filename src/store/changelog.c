@@ -65,12 +65,11 @@ int fv_store_row_image(sqlite3_stmt *st, char **ret, size_t *ret_len)
 }
 
 int fv_store_changelog_append(struct fv_store_conn *c, int64_t now_ms, const char *actor,
-                              const char *op, const char *app, const char *form,
-                              int64_t record_id, const char *row, size_t row_len)
+                              const char *op, const char *app, const char *form, int64_t record_id,
+                              const char *row, size_t row_len)
 {
-    static const char sql[] =
-        "INSERT INTO fv_changelog(time, actor, op, app, form, record_id, row)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    static const char sql[] = "INSERT INTO fv_changelog(time, actor, op, app, form, record_id, row)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
     sqlite3_stmt *st = NULL;
     int rc = fv_store_conn_prepare(c, sql, sizeof(sql) - 1, &st);
     if (rc != FV_OK)

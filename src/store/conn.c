@@ -113,8 +113,8 @@ static int set_wal(struct fv_store_conn *c)
     return rc;
 }
 
-int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode,
-                       struct fv_store_conn **ret, struct fv_error *reterr)
+int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode, struct fv_store_conn **ret,
+                       struct fv_error *reterr)
 {
     int rc = FV_OK;
     struct fv_store_conn *c = NULL;
@@ -123,8 +123,8 @@ int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode,
     if (mode == FV_STORE_CONN_CREATE) {
         rc = create_file_0600(path);
         if (rc != FV_OK) {
-            rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot create database '%s': %s",
-                              path, strerror(errno));
+            rc = fv_error_set(reterr, FV_E_IO, SIZE_MAX, "cannot create database '%s': %s", path,
+                              strerror(errno));
             goto out;
         }
     }
@@ -186,8 +186,7 @@ int fv_store_conn_exec(struct fv_store_conn *c, const char *sql)
     return src == SQLITE_OK ? FV_OK : fv_store_sqlite_err(src);
 }
 
-int fv_store_conn_prepare(struct fv_store_conn *c, const char *sql, size_t len,
-                          sqlite3_stmt **ret)
+int fv_store_conn_prepare(struct fv_store_conn *c, const char *sql, size_t len, sqlite3_stmt **ret)
 {
     uint32_t h = sql_hash(sql, len);
     struct fv_store_stmt_ent **bucket = &c->buckets[h % FV_STORE_STMT_BUCKETS];
@@ -392,12 +391,11 @@ int fv_store_migrate(struct fv_store_conn *c, int32_t app_id, const char *const 
     }
     /* 1. a formvault file carries our application_id; 2. an empty file is new */
     if (have_id != app_id && !(have_id == 0 && version == 0 && n_objects == 0))
-        return fv_error_set(reterr, FV_E_CORRUPT, SIZE_MAX, "not a formvault %s database",
-                            what);
+        return fv_error_set(reterr, FV_E_CORRUPT, SIZE_MAX, "not a formvault %s database", what);
     if (version > (int64_t)n)
         return fv_error_set(reterr, FV_E_CORRUPT, SIZE_MAX,
-                            "%s schema version %lld is newer than this binary supports (%zu)",
-                            what, (long long)version, n);
+                            "%s schema version %lld is newer than this binary supports (%zu)", what,
+                            (long long)version, n);
     if (version == (int64_t)n)
         return FV_OK;
     if (read_only)

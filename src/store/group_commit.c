@@ -119,8 +119,8 @@ static void queue_run(struct fv_tenant *t, struct fv_store_job *job)
     (void)pthread_mutex_unlock(&t->wq_mu);
 }
 
-int fv_store_sqlite_write(struct fv_tenant *t, const struct fv_app *app,
-                          struct fv_store_write *w, size_t n, const char *actor)
+int fv_store_sqlite_write(struct fv_tenant *t, const struct fv_app *app, struct fv_store_write *w,
+                          size_t n, const char *actor)
 {
     int rc = FV_OK;
     struct fv_store_prep *preps = NULL;

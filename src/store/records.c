@@ -73,7 +73,8 @@ static int prep_json(struct fv_store_prep *p, const struct fv_app *app, struct f
     const struct fv_form *form = p->sf->form;
     if (!json_is_object(w->data))
         return fv_error_set(&w->err, FV_E_BODY, SIZE_MAX, "record data must be a JSON object");
-    json_object_foreach((json_t *)w->data, key, val) {
+    json_object_foreach((json_t *)w->data, key, val)
+    {
         const struct fv_field *f = fv_model_form_field(form, key);
         if (!f)
             return fv_error_set(&w->err, FV_E_NO_FIELD, SIZE_MAX, "no field '%.64s' in form '%s'",
@@ -142,8 +143,7 @@ int fv_store_prep_init(struct fv_store_prep *p, const struct fv_app *app,
             const struct fv_field *f = &form->fields[i];
             if (p->present[i] || !f->default_value || f->type == FV_FIELD_AUTONUMBER)
                 continue;
-            rc = fv_model_value_parse(app, f, f->default_value, &p->vals[sf->col_off[i]],
-                                      &w->err);
+            rc = fv_model_value_parse(app, f, f->default_value, &p->vals[sf->col_off[i]], &w->err);
             if (rc != FV_OK)
                 goto out;
         }
@@ -336,9 +336,8 @@ static int check_lookups(struct fv_tenant *t, struct fv_store_prep *p)
             break;
         }
         if (missing != 0)
-            rc = fv_error_set(&w->err, FV_E_VALIDATION, SIZE_MAX,
-                              "field '%s': no such '%s' record", f->link_name,
-                              tsf->form->link_name);
+            rc = fv_error_set(&w->err, FV_E_VALIDATION, SIZE_MAX, "field '%s': no such '%s' record",
+                              f->link_name, tsf->form->link_name);
     }
     fv_buf_release(&b);
     if (rc != FV_OK && w->err.code == FV_OK)
@@ -408,8 +407,7 @@ static int do_insert(struct fv_tenant *t, const struct fv_app *app, struct fv_st
         int64_t num = 0;
         rc = next_autonumber(t, app, sf->form, f, &num);
         if (rc != FV_OK)
-            return fv_error_set(&w->err, rc, SIZE_MAX, "autonumber for '%s' failed",
-                                f->link_name);
+            return fv_error_set(&w->err, rc, SIZE_MAX, "autonumber for '%s' failed", f->link_name);
         struct fv_sqlval *v = &p->vals[sf->col_off[i]];
         fv_model_sqlval_release(v);
         if (sf->col_types[sf->col_off[i]] == FV_SQL_TEXT) {
@@ -492,7 +490,7 @@ static int record_matches(struct fv_tenant *t, const struct fv_store_form *sf, i
     if (rc == FV_OK) {
         (void)sqlite3_bind_int64(st, where && where->sql.len ? (int)where->n_params + 1 : 1, id);
         int src = sqlite3_step(st);
-        rc = src == SQLITE_ROW ? FV_OK
+        rc = src == SQLITE_ROW    ? FV_OK
              : src == SQLITE_DONE ? FV_E_NO_RECORD
                                   : fv_store_sqlite_err(src);
     }
@@ -789,11 +787,11 @@ enum col_kind { COL_FIELD, COL_TIME, COL_TEXT };
 
 struct col_plan {
     enum col_kind kind;
-    const char *name;           /* JSON key */
+    const char *name; /* JSON key */
     const struct fv_field *field;
-    size_t first;               /* first result column */
+    size_t first; /* first result column */
     size_t ncols;
-    int display;                /* result column of the lookup display, or -1 */
+    int display; /* result column of the lookup display, or -1 */
 };
 
 static const char *const sys_time_cols[] = {"Added_Time", "Modified_Time"};
@@ -831,7 +829,14 @@ static int sort_column(const struct fv_store_form *sf, const char *sort_field, c
 #define CUR_HDR 15
 #define CUR_MAX_RAW 512
 
-enum { CUR_ID = 'I', CUR_NULL = 'N', CUR_INT = 'i', CUR_REAL = 'r', CUR_TEXT = 't', CUR_LOOK = 'L' };
+enum {
+    CUR_ID = 'I',
+    CUR_NULL = 'N',
+    CUR_INT = 'i',
+    CUR_REAL = 'r',
+    CUR_TEXT = 't',
+    CUR_LOOK = 'L'
+};
 
 struct cursor {
     int mode;
@@ -1051,8 +1056,7 @@ static void bind_cursor_value(sqlite3_stmt *st, int i, const struct cursor *c)
         (void)sqlite3_bind_double(st, i, c->r);
         break;
     case CUR_TEXT:
-        (void)sqlite3_bind_text(st, i, (const char *)c->text, (int)c->text_len,
-                                SQLITE_TRANSIENT);
+        (void)sqlite3_bind_text(st, i, (const char *)c->text, (int)c->text_len, SQLITE_TRANSIENT);
         break;
     default:
         (void)sqlite3_bind_null(st, i);
@@ -1154,8 +1158,8 @@ static int add_output_field(const struct fv_store_form *sf, const struct fv_fiel
         if (rc == FV_OK)
             rc = display_expr(tsf, df, "d", b);
         if (rc == FV_OK)
-            rc = fv_buf_appendf(b, " FROM \"%s\" AS d WHERE d.\"ID\" = \"%s\".\"%s\")",
-                                tsf->table, sf->table, col);
+            rc = fv_buf_appendf(b, " FROM \"%s\" AS d WHERE d.\"ID\" = \"%s\".\"%s\")", tsf->table,
+                                sf->table, col);
     }
     plan->display = (int)*ncol;
     *ncol += 1;
@@ -1175,7 +1179,8 @@ static void patch_multi_display(json_t *arr, const char *map_text, size_t len)
     json_t *e;
     if (!map)
         return;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         json_t *id = json_object_get(e, "ID");
         char buf[32];
         const char *key = NULL;
@@ -1380,8 +1385,8 @@ int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
             rc = fv_buf_appendf(&b,
                                 " AND (\"%s\".\"%s\" %s ?%zu OR (\"%s\".\"%s\" = ?%zu AND "
                                 "\"%s\".\"ID\" > ?%zu)%s",
-                                tb, sort_col, q->sort_desc ? "<" : ">", p_val, tb, sort_col,
-                                p_val, tb, p_last, q->sort_desc ? "" : ")");
+                                tb, sort_col, q->sort_desc ? "<" : ">", p_val, tb, sort_col, p_val,
+                                tb, p_last, q->sort_desc ? "" : ")");
         /* descending: NULLs sort last, so they all follow a non-NULL value */
         if (rc == FV_OK && sort_col && cur.mode != CUR_NULL && q->sort_desc)
             rc = fv_buf_appendf(&b, " OR \"%s\".\"%s\" IS NULL)", tb, sort_col);
@@ -1472,8 +1477,7 @@ int fv_store_sqlite_count(struct fv_tenant *t, const struct fv_form *form,
         return FV_E_NO_FORM;
     fv_buf_init(&b, FV_STORE_SQL_MAX);
     if (has_where)
-        rc = fv_buf_appendf(&b, "SELECT count(*) FROM \"%s\" WHERE (%s)", sf->table,
-                            where->sql.p);
+        rc = fv_buf_appendf(&b, "SELECT count(*) FROM \"%s\" WHERE (%s)", sf->table, where->sql.p);
     else
         rc = fv_buf_appendf(&b, "SELECT count(*) FROM \"%s\"", sf->table);
     if (rc == FV_OK)

@@ -22,14 +22,14 @@
 #include "core/core.h"
 #include "model/model.h"
 
-struct fv_store;   /* one per node */
-struct fv_tenant;  /* an open tenant database (ref-counted handle) */
+struct fv_store;  /* one per node */
+struct fv_tenant; /* an open tenant database (ref-counted handle) */
 
 struct fv_store_options {
-    const char *data_dir;   /* created if missing (mode 0700) */
-    int tenant_cache_size;  /* open tenant databases kept (>= 1) */
-    int group_commit_max;   /* writes per commit at most (>= 1) */
-    bool read_only;         /* open existing files only, refuse writes */
+    const char *data_dir;  /* created if missing (mode 0700) */
+    int tenant_cache_size; /* open tenant databases kept (>= 1) */
+    int group_commit_max;  /* writes per commit at most (>= 1) */
+    bool read_only;        /* open existing files only, refuse writes */
 };
 
 /*
@@ -58,8 +58,7 @@ struct fv_store_tenant_info {
  * FV_E_IO, FV_E_NOMEM.
  */
 FV_MUST_CHECK int fv_store_tenant_create(struct fv_store *s, const char *name, const char *region,
-                                         struct fv_store_tenant_info *ret,
-                                         struct fv_error *reterr);
+                                         struct fv_store_tenant_info *ret, struct fv_error *reterr);
 /* All tenants, by id. *ret is an fv_malloc'd array (fv_free). */
 FV_MUST_CHECK int fv_store_tenant_list(struct fv_store *s, struct fv_store_tenant_info **ret,
                                        size_t *ret_n);
@@ -83,8 +82,8 @@ void fv_store_tenant_release(struct fv_tenant *t);
 struct fv_store_token {
     int64_t id;
     int64_t tenant_id;
-    char scopes[512];    /* comma-separated Creator scopes */
-    int64_t expires_ms;  /* ms since epoch; 0 = never */
+    char scopes[512];   /* comma-separated Creator scopes */
+    int64_t expires_ms; /* ms since epoch; 0 = never */
     int64_t created_ms;
     char label[64];
 };
@@ -156,23 +155,23 @@ struct fv_store_result {
 struct fv_store_write {
     enum fv_store_op op;
     const struct fv_form *form;
-    const json_t *data;             /* INSERT/UPDATE_*: object field->value */
+    const json_t *data; /* INSERT/UPDATE_*: object field->value */
     /* INSERT from CSV instead of data: cells[i] is the text for fields[i]. */
     const struct fv_field *const *cell_fields;
     const struct fv_str *cells;
     size_t n_cells;
-    uint64_t id;                    /* *_ID */
+    uint64_t id;                      /* *_ID */
     const struct fv_sql_where *where; /* *_WHERE; NULL = all records */
-    size_t limit;                   /* *_WHERE: max records touched (200) */
-    bool process_until_limit;       /* *_WHERE: else >limit matches = error */
+    size_t limit;                     /* *_WHERE: max records touched (200) */
+    bool process_until_limit;         /* *_WHERE: else >limit matches = error */
 
     /* outputs, set by fv_store_write */
-    int rc;                         /* FV_OK or the failure */
-    struct fv_error err;            /* message naming the field, never a value */
-    uint64_t ret_id;                /* INSERT: new record ID; *_ID: the ID */
-    struct fv_store_result *results;/* *_WHERE: fv_malloc'd, caller fv_frees */
+    int rc;                          /* FV_OK or the failure */
+    struct fv_error err;             /* message naming the field, never a value */
+    uint64_t ret_id;                 /* INSERT: new record ID; *_ID: the ID */
+    struct fv_store_result *results; /* *_WHERE: fv_malloc'd, caller fv_frees */
     size_t n_results;
-    bool more_records;              /* *_WHERE: matches beyond limit remain */
+    bool more_records; /* *_WHERE: matches beyond limit remain */
 };
 
 /*
@@ -213,10 +212,10 @@ struct fv_store_query {
     const struct fv_sql_where *where; /* may be NULL */
     const char *sort_field;           /* NULL = by ID */
     bool sort_desc;
-    uint64_t id;                      /* != 0: only this record */
-    size_t offset;                    /* v2 `from` - 1 */
-    size_t limit;                     /* page size, >= 1 */
-    const char *cursor;               /* record_cursor from a previous page, or NULL */
+    uint64_t id;        /* != 0: only this record */
+    size_t offset;      /* v2 `from` - 1 */
+    size_t limit;       /* page size, >= 1 */
+    const char *cursor; /* record_cursor from a previous page, or NULL */
 };
 
 /*
@@ -262,8 +261,7 @@ FV_MUST_CHECK int fv_store_changelog_read(struct fv_tenant *t, int64_t after_seq
 struct fv_store_engine {
     int version;
     const char *name; /* "sqlite" */
-    int (*open)(const struct fv_store_options *opt, struct fv_store **ret,
-                struct fv_error *reterr);
+    int (*open)(const struct fv_store_options *opt, struct fv_store **ret, struct fv_error *reterr);
     void (*close)(struct fv_store *s);
     /* One pointer per public function above, same contract. */
     int (*tenant_create)(struct fv_store *s, const char *name, const char *region,
@@ -280,12 +278,12 @@ struct fv_store_engine {
                        struct fv_error *reterr);
     int (*app_get)(struct fv_tenant *t, const char *link, const struct fv_app **ret);
     int (*app_list)(struct fv_tenant *t, struct fv_store_app_entry **ret, size_t *ret_n);
-    int (*write)(struct fv_tenant *t, const struct fv_app *app, struct fv_store_write *w,
-                 size_t n, const char *actor);
+    int (*write)(struct fv_tenant *t, const struct fv_app *app, struct fv_store_write *w, size_t n,
+                 const char *actor);
     int (*query)(struct fv_tenant *t, const struct fv_app *app, const struct fv_store_query *q,
                  json_t **ret_rows, char *ret_cursor, size_t cursor_cap);
-    int (*count)(struct fv_tenant *t, const struct fv_form *form,
-                 const struct fv_sql_where *where, int64_t *ret_n);
+    int (*count)(struct fv_tenant *t, const struct fv_form *form, const struct fv_sql_where *where,
+                 int64_t *ret_n);
     int (*changelog_read)(struct fv_tenant *t, int64_t after_seq, size_t limit, json_t **ret);
 };
 /* The engine used for a data dir ("sqlite" is the only one today). */

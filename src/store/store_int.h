@@ -124,12 +124,12 @@ FV_MUST_CHECK int fv_store_bind_where(sqlite3_stmt *st, const struct fv_sql_wher
 struct fv_store_form {
     const struct fv_form *form;
     char table[FV_STORE_IDENT_MAX];
-    size_t n_cols;             /* field columns (system columns excluded) */
-    size_t *col_off;           /* [n_fields]: first column of field i */
-    size_t *col_n;             /* [n_fields]: columns of field i */
+    size_t n_cols;                         /* field columns (system columns excluded) */
+    size_t *col_off;                       /* [n_fields]: first column of field i */
+    size_t *col_n;                         /* [n_fields]: columns of field i */
     char (*col_names)[FV_STORE_IDENT_MAX]; /* [n_cols] */
     enum fv_sql_type *col_types;           /* [n_cols] */
-    char *insert_sql;          /* INSERT of every column ... RETURNING * */
+    char *insert_sql;                      /* INSERT of every column ... RETURNING * */
     size_t insert_len;
 };
 
@@ -148,10 +148,10 @@ struct fv_store_app {
 struct fv_store_prep {
     struct fv_store_write *w;
     const struct fv_store_form *sf;
-    struct fv_sqlval *vals;   /* [sf->n_cols] */
-    bool *present;            /* [n_fields]: updates: field given */
-    char **lookup_text;       /* [n_fields]: CSV lookup text to resolve, or NULL */
-    bool ready;               /* preparation succeeded: execute */
+    struct fv_sqlval *vals; /* [sf->n_cols] */
+    bool *present;          /* [n_fields]: updates: field given */
+    char **lookup_text;     /* [n_fields]: CSV lookup text to resolve, or NULL */
+    bool ready;             /* preparation succeeded: execute */
 };
 
 /* One fv_store_write() call waiting in the tenant's queue. */
@@ -211,13 +211,13 @@ struct fv_store {
     int group_commit_max;
     bool read_only;
 
-    pthread_mutex_t cat_mu;           /* guards cat_writer */
+    pthread_mutex_t cat_mu; /* guards cat_writer */
     struct fv_store_conn *cat_writer;
     struct fv_store_pool cat_readers;
 
-    pthread_mutex_t mu;               /* tenant cache */
+    pthread_mutex_t mu; /* tenant cache */
     pthread_cond_t cv;
-    struct fv_tenant *tenants;        /* most recently used first */
+    struct fv_tenant *tenants; /* most recently used first */
     size_t n_tenants;
     bool sync_inited;
 };
@@ -245,8 +245,8 @@ FV_MUST_CHECK int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *a
 /* changelog.c */
 FV_MUST_CHECK int fv_store_changelog_append(struct fv_store_conn *c, int64_t now_ms,
                                             const char *actor, const char *op, const char *app,
-                                            const char *form, int64_t record_id,
-                                            const char *row, size_t row_len);
+                                            const char *form, int64_t record_id, const char *row,
+                                            size_t row_len);
 /* Compact JSON text of j into a new fv_malloc'd string (fv_free). */
 FV_MUST_CHECK int fv_store_json_dump(const json_t *j, char **ret, size_t *ret_len);
 /* Row image JSON of the current result row of st (column name -> value). */
@@ -262,21 +262,18 @@ int fv_store_sqlite_tenant_list(struct fv_store *s, struct fv_store_tenant_info 
                                 size_t *ret_n);
 int fv_store_sqlite_tenant_find(struct fv_store *s, const char *name,
                                 struct fv_store_tenant_info *ret);
-int fv_store_sqlite_tenant_acquire(struct fv_store *s, int64_t tenant_id,
-                                   struct fv_tenant **ret);
+int fv_store_sqlite_tenant_acquire(struct fv_store *s, int64_t tenant_id, struct fv_tenant **ret);
 void fv_store_sqlite_tenant_release(struct fv_tenant *t);
 int fv_store_sqlite_token_insert(struct fv_store *s, const struct fv_store_token *tok,
                                  const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES], int64_t *ret_id);
-int fv_store_sqlite_token_lookup(struct fv_store *s,
-                                 const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
+int fv_store_sqlite_token_lookup(struct fv_store *s, const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
                                  struct fv_store_token *ret);
 int fv_store_sqlite_app_install(struct fv_tenant *t, const char *json, size_t len,
                                 const char *actor, struct fv_error *reterr);
 int fv_store_sqlite_app_get(struct fv_tenant *t, const char *link, const struct fv_app **ret);
-int fv_store_sqlite_app_list(struct fv_tenant *t, struct fv_store_app_entry **ret,
-                             size_t *ret_n);
-int fv_store_sqlite_write(struct fv_tenant *t, const struct fv_app *app,
-                          struct fv_store_write *w, size_t n, const char *actor);
+int fv_store_sqlite_app_list(struct fv_tenant *t, struct fv_store_app_entry **ret, size_t *ret_n);
+int fv_store_sqlite_write(struct fv_tenant *t, const struct fv_app *app, struct fv_store_write *w,
+                          size_t n, const char *actor);
 int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
                           const struct fv_store_query *q, json_t **ret_rows, char *ret_cursor,
                           size_t cursor_cap);

@@ -141,8 +141,7 @@ int fv_store_sqlite_open(const struct fv_store_options *opt, struct fv_store **r
             goto out;
         }
     }
-    rc = fv_store_conn_open(s->catalog_path,
-                            s->read_only ? FV_STORE_CONN_RO : FV_STORE_CONN_CREATE,
+    rc = fv_store_conn_open(s->catalog_path, s->read_only ? FV_STORE_CONN_RO : FV_STORE_CONN_CREATE,
                             &s->cat_writer, reterr);
     if (rc != FV_OK)
         goto out;
@@ -224,8 +223,7 @@ int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const ch
     if (src != SQLITE_DONE) {
         rc = fv_store_sqlite_err(src);
         if (rc == FV_E_CONFLICT)
-            rc = fv_error_set(reterr, FV_E_CONFLICT, SIZE_MAX, "tenant '%s' already exists",
-                              name);
+            rc = fv_error_set(reterr, FV_E_CONFLICT, SIZE_MAX, "tenant '%s' already exists", name);
         goto out;
     }
     info.id = sqlite3_last_insert_rowid(s->cat_writer->db);
@@ -535,8 +533,7 @@ out:
     return rc;
 }
 
-int fv_store_sqlite_token_lookup(struct fv_store *s,
-                                 const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
+int fv_store_sqlite_token_lookup(struct fv_store *s, const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
                                  struct fv_store_token *ret)
 {
     static const char sql[] = "SELECT id, tenant_id, hash, scopes, expires, created, label"

@@ -41,8 +41,8 @@ static const char *const tenant_steps[] = {
     " PRIMARY KEY (app, form, field)) STRICT, WITHOUT ROWID;",
 };
 
-static const char *const sys_cols[] = {"ID", "Added_Time", "Modified_Time", "Added_User",
-                                       "Modified_User", "row_version"};
+static const char *const sys_cols[] = {"ID",         "Added_Time",    "Modified_Time",
+                                       "Added_User", "Modified_User", "row_version"};
 
 /* Identifiers embedded in SQL text: [A-Za-z0-9_]+ only (defence in depth;
  * the model already validated every link name). */
@@ -84,8 +84,7 @@ static void form_release(struct fv_store_form *f)
     FV_FREE(f->insert_sql);
 }
 
-static int form_build(const struct fv_app *app, const struct fv_form *form,
-                      struct fv_store_form *f)
+static int form_build(const struct fv_app *app, const struct fv_form *form, struct fv_store_form *f)
 {
     int rc = FV_OK;
     struct fv_buf b;
@@ -239,8 +238,7 @@ static int tenant_paths(struct fv_store *s, int64_t id, char **ret_dir, char **r
         return FV_E_NOMEM;
     }
     (void)snprintf(dir, ld + 1 + ln + 1, "%s/%s", s->tenants_dir, name);
-    (void)snprintf(db, ld + 1 + ln + sizeof("/tenant.db"), "%s/%s/tenant.db", s->tenants_dir,
-                   name);
+    (void)snprintf(db, ld + 1 + ln + sizeof("/tenant.db"), "%s/%s/tenant.db", s->tenants_dir, name);
     *ret_dir = dir;
     *ret_db = db;
     return FV_OK;
@@ -264,8 +262,8 @@ int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_error *r
         char aside[FV_CONFIG_PATH_MAX + 64];
         (void)snprintf(aside, sizeof(aside), "%s.orphan-%lld", dir, (long long)fv_time_now_ms());
         if (rename(dir, aside) != 0) {
-            rc = fv_error_set(&detail, FV_E_IO, SIZE_MAX, "cannot move orphan '%s' aside: %s",
-                              dir, strerror(errno));
+            rc = fv_error_set(&detail, FV_E_IO, SIZE_MAX, "cannot move orphan '%s' aside: %s", dir,
+                              strerror(errno));
             goto out;
         }
         fv_log(FV_LOG_DEBUG, "store: moved orphan tenant directory aside");
@@ -278,8 +276,8 @@ int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_error *r
     rc = fv_store_conn_open(db, FV_STORE_CONN_CREATE, &c, &detail);
     if (rc != FV_OK)
         goto out;
-    rc = fv_store_migrate(c, FV_STORE_APPID_TENANT, tenant_steps, FV_ARRAY_LEN(tenant_steps),
-                          false, "tenant", &detail);
+    rc = fv_store_migrate(c, FV_STORE_APPID_TENANT, tenant_steps, FV_ARRAY_LEN(tenant_steps), false,
+                          "tenant", &detail);
     if (rc != FV_OK)
         goto out;
     fv_store_conn_close(c);
@@ -288,8 +286,7 @@ int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_error *r
         rc = fv_error_set(&detail, FV_E_IO, SIZE_MAX, "cannot sync '%s'", dir);
 out:
     if (rc != FV_OK) {
-        fv_log(FV_LOG_DEBUG, "store: creating tenant database %lld: %s", (long long)id,
-               detail.msg);
+        fv_log(FV_LOG_DEBUG, "store: creating tenant database %lld: %s", (long long)id, detail.msg);
         (void)fv_error_set(reterr, rc, SIZE_MAX, "cannot create the tenant database");
     }
     fv_store_conn_close(c);
@@ -374,8 +371,7 @@ int fv_store_tenant_open(struct fv_store *s, struct fv_tenant *t)
     pthread_rwlockattr_t attr;
     int arc = pthread_rwlockattr_init(&attr);
     if (arc == 0)
-        (void)pthread_rwlockattr_setkind_np(&attr,
-                                            PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        (void)pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     if (arc == 0)
         arc = pthread_rwlock_init(&t->apps_lock, &attr);
     if (arc == 0)
@@ -609,8 +605,7 @@ static int create_form_table(struct fv_tenant *t, const char *app_link,
 
 /* Compare an existing form with its new version; add new columns. */
 static int upgrade_form(struct fv_tenant *t, const struct fv_store_form *old_sf,
-                        const struct fv_store_form *sf, struct fv_buf *b,
-                        struct fv_error *reterr)
+                        const struct fv_store_form *sf, struct fv_buf *b, struct fv_error *reterr)
 {
     int rc = FV_OK;
     const struct fv_form *of = old_sf->form, *nf = sf->form;

@@ -90,8 +90,7 @@ static void test_fv_auth_scopes_parse_list(void **state)
     (void)state;
     unsigned s = 0;
     assert_int_equal(
-        fv_auth_scopes_parse("ZohoCreator.form.CREATE, ZohoCreator.report.READ", &s, NULL),
-        FV_OK);
+        fv_auth_scopes_parse("ZohoCreator.form.CREATE, ZohoCreator.report.READ", &s, NULL), FV_OK);
     assert_int_equal(s, FV_SCOPE_FORM_CREATE | FV_SCOPE_REPORT_READ);
     assert_int_equal(fv_auth_scopes_parse("ZohoCreator.report.ALL", &s, NULL), FV_OK);
     assert_int_equal(s, FV_SCOPE_REPORT_READ | FV_SCOPE_REPORT_UPDATE | FV_SCOPE_REPORT_DELETE |
@@ -107,9 +106,9 @@ static void test_fv_auth_scopes_parse_unknown(void **state)
     unsigned s = 77;
     struct fv_error e;
     fv_error_init(&e);
-    assert_int_equal(fv_auth_scopes_parse("ZohoCreator.report.READ,zohocreator.form.CREATE", &s,
-                                          &e),
-                     FV_E_INVALID);
+    assert_int_equal(
+        fv_auth_scopes_parse("ZohoCreator.report.READ,zohocreator.form.CREATE", &s, &e),
+        FV_E_INVALID);
     assert_string_equal(e.msg, "unknown scope 'zohocreator.form.CREATE'");
     assert_int_equal(s, 77); /* untouched on failure */
     fv_error_init(&e);
@@ -123,9 +122,9 @@ static void test_fv_auth_scopes_format_roundtrip(void **state)
     struct fv_buf b;
     unsigned s = 0, back = 0;
     fv_buf_init(&b, 1024);
-    assert_int_equal(fv_auth_scopes_parse("ZohoCreator.dashboard.READ,ZohoCreator.form.CREATE",
-                                          &s, NULL),
-                     FV_OK);
+    assert_int_equal(
+        fv_auth_scopes_parse("ZohoCreator.dashboard.READ,ZohoCreator.form.CREATE", &s, NULL),
+        FV_OK);
     assert_int_equal(fv_auth_scopes_format(s, &b), FV_OK);
     assert_string_equal(b.p, "ZohoCreator.form.CREATE,ZohoCreator.dashboard.READ");
     assert_int_equal(fv_auth_scopes_parse(b.p, &back, NULL), FV_OK);

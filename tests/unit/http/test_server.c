@@ -97,7 +97,8 @@ static int teardown(void **state)
 
 static int tcp_connect(int port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -198,13 +199,15 @@ static void test_fv_http_server_operator_keepalive(void **state)
     assert_int_equal(tls_request(&c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf)),
                      200);
     assert_non_null(strstr(buf, "Content-Type: text/plain; version=0.0.4"));
-    assert_non_null(strstr(buf, "formvault_http_requests_total{route=\"ops.healthz\",status=\"200\"}"));
+    assert_non_null(
+        strstr(buf, "formvault_http_requests_total{route=\"ops.healthz\",status=\"200\"}"));
     assert_non_null(strstr(buf, "process_resident_memory_bytes "));
-    assert_int_equal(tls_request(&c, "GET /creator/v2.1/data/a/b/report/c HTTP/1.1\r\nHost: x\r\n\r\n",
+    assert_int_equal(tls_request(&c,
+                                 "GET /creator/v2.1/data/a/b/report/c HTTP/1.1\r\nHost: x\r\n\r\n",
                                  buf, sizeof(buf)),
                      404);
-    assert_int_equal(tls_request(&c, "DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf)),
-                     405);
+    assert_int_equal(
+        tls_request(&c, "DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf)), 405);
     tls_close(&c);
 }
 
@@ -240,7 +243,8 @@ static void test_fv_http_server_refuses_cbc(void **state)
     struct tls_client c;
 
     assert_true(tls_open(&c, f->info.https_port,
-                         "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC") < 0);
+                         "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC:+AES-256-CBC") <
+                0);
     tls_close(&c);
     /* static RSA key exchange (no forward secrecy) is refused too */
     assert_true(tls_open(&c, f->info.https_port, "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA") < 0);
@@ -261,9 +265,9 @@ static void test_fv_http_server_accepts_tls12_aead(void **state)
     /* No api: the public listener answers "busy" (503), twice on one connection. */
     int busy = 0, code = 0;
     fv_api_error_map(FV_E_BUSY, &busy, &code);
-    assert_int_equal(tls_request(&c, "GET /api/v2.1/o/a/report/r HTTP/1.1\r\nHost: x\r\n\r\n", buf,
-                                 sizeof(buf)),
-                     busy);
+    assert_int_equal(
+        tls_request(&c, "GET /api/v2.1/o/a/report/r HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf)),
+        busy);
     assert_non_null(strstr(buf, "Strict-Transport-Security: "));
     assert_int_equal(tls_request(&c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf)),
                      busy);

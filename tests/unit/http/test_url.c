@@ -87,9 +87,10 @@ static void test_fv_http_query_parse_basic(void **state)
 {
     struct fv_http_query q;
     (void)state;
-    assert_int_equal(fv_http_query_parse(&q, "criteria=(ID%20%3D%3D%201)&max_records=200&flag&&a+b=c+d&k=",
-                                         strlen("criteria=(ID%20%3D%3D%201)&max_records=200&flag&&a+b=c+d&k=")),
-                     FV_OK);
+    assert_int_equal(
+        fv_http_query_parse(&q, "criteria=(ID%20%3D%3D%201)&max_records=200&flag&&a+b=c+d&k=",
+                            strlen("criteria=(ID%20%3D%3D%201)&max_records=200&flag&&a+b=c+d&k=")),
+        FV_OK);
     assert_int_equal(q.n, 5);
     assert_string_equal(fv_http_query_get(&q, "criteria"), "(ID == 1)");
     assert_string_equal(fv_http_query_get(&q, "max_records"), "200");

@@ -48,27 +48,46 @@ static void test_fv_ops_metrics_render_counts_route_and_status(void **state)
     struct fv_buf b;
     (void)state;
 
-    fv_ops_metrics_observe("data.form.add", 200, 300000);     /* 0.3 ms */
-    fv_ops_metrics_observe("data.form.add", 200, 2000000);    /* 2 ms */
-    fv_ops_metrics_observe("data.form.add", 400, 20000000);   /* 20 ms */
+    fv_ops_metrics_observe("data.form.add", 200, 300000);          /* 0.3 ms */
+    fv_ops_metrics_observe("data.form.add", 200, 2000000);         /* 2 ms */
+    fv_ops_metrics_observe("data.form.add", 400, 20000000);        /* 20 ms */
     fv_ops_metrics_observe("data.report.get", 200, 20000000000LL); /* 20 s */
     render(&b);
 
     assert_true(has_line(&b, "# TYPE formvault_http_requests_total counter"));
     assert_true(has_line(&b, "# TYPE formvault_http_request_duration_seconds histogram"));
-    assert_true(has_line(&b, "formvault_http_requests_total{route=\"data.form.add\",status=\"200\"} 2"));
-    assert_true(has_line(&b, "formvault_http_requests_total{route=\"data.form.add\",status=\"400\"} 1"));
-    assert_true(has_line(&b, "formvault_http_requests_total{route=\"data.report.get\",status=\"200\"} 1"));
+    assert_true(
+        has_line(&b, "formvault_http_requests_total{route=\"data.form.add\",status=\"200\"} 2"));
+    assert_true(
+        has_line(&b, "formvault_http_requests_total{route=\"data.form.add\",status=\"400\"} 1"));
+    assert_true(
+        has_line(&b, "formvault_http_requests_total{route=\"data.report.get\",status=\"200\"} 1"));
     /* cumulative buckets */
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.0005\"} 1"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.001\"} 1"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.0025\"} 2"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.025\"} 3"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"+Inf\"} 3"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_sum{route=\"data.form.add\"} 0.022300000"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_count{route=\"data.form.add\"} 3"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.report.get\",le=\"10\"} 0"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"data.report.get\",le=\"+Inf\"} 1"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.0005\"} 1"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.001\"} 1"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.0025\"} 2"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"0.025\"} 3"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.form.add\",le=\"+Inf\"} 3"));
+    assert_true(has_line(
+        &b, "formvault_http_request_duration_seconds_sum{route=\"data.form.add\"} 0.022300000"));
+    assert_true(
+        has_line(&b, "formvault_http_request_duration_seconds_count{route=\"data.form.add\"} 3"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.report.get\",le=\"10\"} 0"));
+    assert_true(has_line(
+        &b,
+        "formvault_http_request_duration_seconds_bucket{route=\"data.report.get\",le=\"+Inf\"} 1"));
     /* process metrics */
     assert_non_null(strstr(b.p, "\nprocess_resident_memory_bytes "));
     assert_non_null(strstr(b.p, "\nformvault_uptime_seconds "));
@@ -89,7 +108,8 @@ static void test_fv_ops_metrics_observe_same_text_other_pointer(void **state)
     (void)snprintf(dyn, sizeof(dyn), "%s", "meta.forms");
     fv_ops_metrics_observe(dyn, 200, 1);
     render(&b);
-    assert_true(has_line(&b, "formvault_http_requests_total{route=\"meta.forms\",status=\"200\"} 2"));
+    assert_true(
+        has_line(&b, "formvault_http_requests_total{route=\"meta.forms\",status=\"200\"} 2"));
     fv_buf_release(&b);
 }
 
@@ -103,7 +123,8 @@ static void test_fv_ops_metrics_observe_null_route_and_bad_status(void **state)
     fv_ops_metrics_observe("x", 1000, 1);
     render(&b);
     assert_true(has_line(&b, "formvault_http_requests_total{route=\"other\",status=\"200\"} 1"));
-    assert_true(has_line(&b, "formvault_http_request_duration_seconds_bucket{route=\"other\",le=\"0.0005\"} 1"));
+    assert_true(has_line(
+        &b, "formvault_http_request_duration_seconds_bucket{route=\"other\",le=\"0.0005\"} 1"));
     assert_true(has_line(&b, "formvault_http_requests_total{route=\"x\",status=\"other\"} 2"));
     fv_buf_release(&b);
 }
@@ -148,7 +169,8 @@ static void test_fv_ops_metrics_render_escapes_labels(void **state)
 
     fv_ops_metrics_observe("a\"b\\c\nd", 200, 1);
     render(&b);
-    assert_true(has_line(&b, "formvault_http_requests_total{route=\"a\\\"b\\\\c\\nd\",status=\"200\"} 1"));
+    assert_true(
+        has_line(&b, "formvault_http_requests_total{route=\"a\\\"b\\\\c\\nd\",status=\"200\"} 1"));
     fv_buf_release(&b);
 }
 

@@ -64,9 +64,9 @@ static void test_fv_store_write_insert_unknown_field(void **state)
 {
     struct fx *f = *state;
     struct fv_error err;
-    assert_int_equal(fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Colour\":\"red\"}",
-                               NULL, &err),
-                     FV_E_NO_FIELD);
+    assert_int_equal(
+        fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Colour\":\"red\"}", NULL, &err),
+        FV_E_NO_FIELD);
     assert_non_null(strstr(err.msg, "'Colour'"));
     assert_int_equal(fx_count(f, f->patient), 0);
 }
@@ -87,15 +87,14 @@ static void test_fv_store_write_insert_bad_value(void **state)
 {
     struct fx *f = *state;
     struct fv_error err;
-    assert_int_equal(fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Blood_Type\":\"Z\"}",
-                               NULL, &err),
-                     FV_E_VALIDATION);
-    assert_int_not_equal(fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Age\":\"x\"}",
-                                   NULL, &err),
-                         FV_OK);
-    assert_int_equal(fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Seq\":\"5\"}", NULL,
-                               &err),
-                     FV_E_VALIDATION);
+    assert_int_equal(
+        fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Blood_Type\":\"Z\"}", NULL, &err),
+        FV_E_VALIDATION);
+    assert_int_not_equal(
+        fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Age\":\"x\"}", NULL, &err), FV_OK);
+    assert_int_equal(
+        fx_insert(f, f->patient, "{\"Patient_Number\":\"A\",\"Seq\":\"5\"}", NULL, &err),
+        FV_E_VALIDATION);
     assert_int_equal(fx_count(f, f->patient), 0);
 }
 
@@ -235,8 +234,10 @@ static void test_fv_store_write_update_id_missing(void **state)
 {
     struct fx *f = *state;
     json_t *d = json_pack("{s:i}", "Age", 77);
-    struct fv_store_write w = {.op = FV_STORE_UPDATE_ID, .form = f->patient,
-                               .id = UINT64_C(4000000000000000555), .data = d};
+    struct fv_store_write w = {.op = FV_STORE_UPDATE_ID,
+                               .form = f->patient,
+                               .id = UINT64_C(4000000000000000555),
+                               .data = d};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_E_NO_RECORD);
     w.id = 0;
@@ -280,8 +281,8 @@ static void test_fv_store_write_update_id_where_excludes(void **state)
     fx_patient(f, "A", 1, &id);
     fx_where(f, f->patient, "Age > 10", &where);
     json_t *d = json_pack("{s:i}", "Age", 5);
-    struct fv_store_write w = {.op = FV_STORE_UPDATE_ID, .form = f->patient, .id = id, .data = d,
-                               .where = &where};
+    struct fv_store_write w = {
+        .op = FV_STORE_UPDATE_ID, .form = f->patient, .id = id, .data = d, .where = &where};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_E_NO_RECORD);
     json_decref(d);
@@ -315,8 +316,8 @@ static void test_fv_store_write_update_where_ok(void **state)
     }
     fx_where(f, f->patient, "Age >= 20", &where);
     json_t *d = json_pack("{s:s}", "Blood_Type", "A+");
-    struct fv_store_write w = {.op = FV_STORE_UPDATE_WHERE, .form = f->patient, .data = d,
-                               .where = &where, .limit = 200};
+    struct fv_store_write w = {
+        .op = FV_STORE_UPDATE_WHERE, .form = f->patient, .data = d, .where = &where, .limit = 200};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_OK);
     assert_int_equal(w.n_results, 3);
@@ -359,8 +360,8 @@ static void test_fv_store_write_where_process_until_limit(void **state)
         (void)snprintf(num, sizeof(num), "N%d", i);
         fx_patient(f, num, 1, NULL);
     }
-    struct fv_store_write w = {.op = FV_STORE_DELETE_WHERE, .form = f->patient, .limit = 3,
-                               .process_until_limit = true};
+    struct fv_store_write w = {
+        .op = FV_STORE_DELETE_WHERE, .form = f->patient, .limit = 3, .process_until_limit = true};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_OK);
     assert_int_equal(w.n_results, 3);
@@ -376,8 +377,8 @@ static void test_fv_store_write_where_no_match(void **state)
     struct fv_sql_where where;
     fx_patient(f, "A", 1, NULL);
     fx_where(f, f->patient, "Age > 100", &where);
-    struct fv_store_write w = {.op = FV_STORE_DELETE_WHERE, .form = f->patient, .limit = 200,
-                               .where = &where};
+    struct fv_store_write w = {
+        .op = FV_STORE_DELETE_WHERE, .form = f->patient, .limit = 200, .where = &where};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_E_NO_MATCH);
     w.limit = 0;
@@ -393,8 +394,8 @@ static void test_fv_store_write_update_where_partial_failure(void **state)
     fx_patient(f, "B", 1, NULL);
     /* setting the unique field on both: the first wins, the second conflicts */
     json_t *d = json_pack("{s:s}", "Patient_Number", "Z");
-    struct fv_store_write w = {.op = FV_STORE_UPDATE_WHERE, .form = f->patient, .data = d,
-                               .limit = 200};
+    struct fv_store_write w = {
+        .op = FV_STORE_UPDATE_WHERE, .form = f->patient, .data = d, .limit = 200};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_OK);
     assert_int_equal(w.n_results, 2);
@@ -488,8 +489,7 @@ static void test_fv_store_changelog_read_after_seq(void **state)
     json_decref(log);
     assert_int_equal(fv_store_changelog_read(f->t, 0, 1, &log), FV_OK);
     assert_int_equal(json_array_size(log), 1);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(log, 0), "op")),
-                        "schema");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(log, 0), "op")), "schema");
     json_decref(log);
 }
 
@@ -503,14 +503,19 @@ static void collect_pages(struct fx *f, const char *sort, bool desc, size_t page
     const char *cols[] = {"Patient_Number", "Age"};
     for (;;) {
         json_t *rows = NULL;
-        struct fv_store_query q = {.form = f->patient, .columns = cols, .n_columns = 2,
-                                   .sort_field = sort, .sort_desc = desc, .limit = page,
+        struct fv_store_query q = {.form = f->patient,
+                                   .columns = cols,
+                                   .n_columns = 2,
+                                   .sort_field = sort,
+                                   .sort_desc = desc,
+                                   .limit = page,
                                    .cursor = cursor[0] ? cursor : NULL};
         char next[128];
         assert_int_equal(fv_store_query(f->t, f->app, &q, &rows, next, sizeof(next)), FV_OK);
         size_t i;
         json_t *r;
-        json_array_foreach(rows, i, r) {
+        json_array_foreach(rows, i, r)
+        {
             uint64_t id = 0;
             const char *s = json_string_value(json_object_get(r, "ID"));
             assert_int_equal(fv_parse_u64(s, strlen(s), &id), FV_OK);
@@ -559,8 +564,12 @@ static void test_fv_store_query_cursor_paging_1000(void **state)
         const char *sort;
         bool desc;
         size_t page;
-    } cases[] = {{NULL, false, 200}, {NULL, true, 333}, {"Age", false, 200},
-                 {"Age", true, 150}, {"Patient_Number", true, 200}, {"Added_Time", false, 999}};
+    } cases[] = {{NULL, false, 200},
+                 {NULL, true, 333},
+                 {"Age", false, 200},
+                 {"Age", true, 150},
+                 {"Patient_Number", true, 200},
+                 {"Added_Time", false, 999}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         collect_pages(f, cases[c].sort, cases[c].desc, cases[c].page, N, seen);
         if (!cases[c].sort) {
@@ -586,8 +595,7 @@ static void test_fv_store_query_cursor_malformed(void **state)
     const char *bad[] = {"!!!", "AAAA", "x", "AQIDBAUGBwgJCgsMDQ4PEA", ""};
     for (size_t i = 0; i + 1 < sizeof(bad) / sizeof(bad[0]); i++) {
         struct fv_store_query q = {.form = f->patient, .limit = 10, .cursor = bad[i]};
-        assert_int_equal(fv_store_query(f->t, f->app, &q, &rows, next, sizeof(next)),
-                         FV_E_CURSOR);
+        assert_int_equal(fv_store_query(f->t, f->app, &q, &rows, next, sizeof(next)), FV_E_CURSOR);
         assert_string_equal(next, "");
     }
     /* a cursor of one sort order is refused by another */
@@ -654,8 +662,8 @@ static void test_fv_store_query_system_fields_and_offset(void **state)
     fx_patient(f, "B", 2, NULL);
     fx_patient(f, "C", 3, NULL);
     const char *cols[] = {"ID", "Added_Time", "Modified_User", "Age"};
-    struct fv_store_query q = {.form = f->patient, .columns = cols, .n_columns = 4,
-                               .offset = 1, .limit = 1};
+    struct fv_store_query q = {
+        .form = f->patient, .columns = cols, .n_columns = 4, .offset = 1, .limit = 1};
     assert_int_equal(fv_store_query(f->t, f->app, &q, &rows, next, sizeof(next)), FV_OK);
     assert_int_equal(json_array_size(rows), 1);
     json_t *r = json_array_get(rows, 0);

@@ -233,8 +233,7 @@ static void test_fv_store_tenant_acquire_cache_evicts(void **state)
     fv_store_tenant_release(ta);
     fv_store_tenant_release(tb);
     assert_int_equal(fv_store_tenant_acquire(f->s, a.id, &ta2), FV_OK);
-    assert_int_equal(fv_store_app_install(ta2, test_app_json, sizeof(test_app_json) - 1, "t",
-                                          NULL),
+    assert_int_equal(fv_store_app_install(ta2, test_app_json, sizeof(test_app_json) - 1, "t", NULL),
                      FV_OK);
     fv_store_tenant_release(ta2);
     /* same handle while held twice */
@@ -329,9 +328,8 @@ static void test_fv_store_open_read_only_refuses_writes(void **state)
     assert_int_equal(fv_store_tenant_acquire(f->s, info.id, &t), FV_OK);
     assert_int_equal(fv_store_app_get(t, "clinic", &app), FV_OK);
     json_t *data_json = json_pack("{s:s}", "Patient_Number", "X1");
-    struct fv_store_write w = {.op = FV_STORE_INSERT,
-                               .form = fv_model_app_form(app, "Patient"),
-                               .data = data_json};
+    struct fv_store_write w = {
+        .op = FV_STORE_INSERT, .form = fv_model_app_form(app, "Patient"), .data = data_json};
     assert_int_equal(fv_store_write(t, app, &w, 1, "t"), FV_E_READ_ONLY);
     assert_int_equal(w.rc, FV_E_READ_ONLY);
     json_decref(data_json);
@@ -344,15 +342,14 @@ static void test_fv_store_engine_sqlite_table_complete(void **state)
     const struct fv_store_engine *e = fv_store_engine_sqlite();
     assert_int_equal(e->version, FV_STORE_ENGINE_VERSION);
     assert_string_equal(e->name, "sqlite");
-    const void *const ptrs[] = {
-        (const void *)e->open,          (const void *)e->close,
-        (const void *)e->tenant_create, (const void *)e->tenant_list,
-        (const void *)e->tenant_find,   (const void *)e->tenant_acquire,
-        (const void *)e->tenant_release, (const void *)e->token_insert,
-        (const void *)e->token_lookup,  (const void *)e->app_install,
-        (const void *)e->app_get,       (const void *)e->app_list,
-        (const void *)e->write,         (const void *)e->query,
-        (const void *)e->count,         (const void *)e->changelog_read};
+    const void *const ptrs[] = {(const void *)e->open,           (const void *)e->close,
+                                (const void *)e->tenant_create,  (const void *)e->tenant_list,
+                                (const void *)e->tenant_find,    (const void *)e->tenant_acquire,
+                                (const void *)e->tenant_release, (const void *)e->token_insert,
+                                (const void *)e->token_lookup,   (const void *)e->app_install,
+                                (const void *)e->app_get,        (const void *)e->app_list,
+                                (const void *)e->write,          (const void *)e->query,
+                                (const void *)e->count,          (const void *)e->changelog_read};
     for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++)
         assert_non_null(ptrs[i]);
 }
@@ -406,9 +403,8 @@ static void test_fv_store_tenant_acquire_concurrent_eviction(void **state)
         assert_int_equal(fv_store_tenant_create(f->s, name, "us", &info, NULL), FV_OK);
         ids[i] = info.id;
         assert_int_equal(fv_store_tenant_acquire(f->s, info.id, &t), FV_OK);
-        assert_int_equal(fv_store_app_install(t, test_app_json, sizeof(test_app_json) - 1, "t",
-                                              NULL),
-                         FV_OK);
+        assert_int_equal(
+            fv_store_app_install(t, test_app_json, sizeof(test_app_json) - 1, "t", NULL), FV_OK);
         fv_store_tenant_release(t);
     }
     for (int i = 0; i < 4; i++) {
@@ -446,8 +442,8 @@ static int torture_pass(struct fx *f)
         rc = fv_store_app_get(t, "clinic", &app);
     if (rc == FV_OK) {
         d = json_pack("{s:s,s:i}", "Patient_Number", "A", "Age", 3);
-        struct fv_store_write w = {.op = FV_STORE_INSERT, .form = fv_model_app_form(app, "Patient"),
-                                   .data = d};
+        struct fv_store_write w = {
+            .op = FV_STORE_INSERT, .form = fv_model_app_form(app, "Patient"), .data = d};
         rc = fv_store_write(t, app, &w, 1, "t");
         if (rc == FV_OK)
             rc = w.rc;

@@ -74,13 +74,13 @@ static void test_fv_store_app_install_upgrade_adds_field_and_form(void **state)
     assert_string_equal(json_string_value(json_object_get(row, "Email")), "");
     json_decref(row);
     uint64_t id2 = 0;
-    assert_int_equal(fx_insert(f, f->patient, "{\"Patient_Number\":\"P2\",\"Email\":\"a@b.co\"}",
-                               &id2, NULL),
-                     FV_OK);
+    assert_int_equal(
+        fx_insert(f, f->patient, "{\"Patient_Number\":\"P2\",\"Email\":\"a@b.co\"}", &id2, NULL),
+        FV_OK);
     /* the new unique index is in force */
-    assert_int_equal(fx_insert(f, f->patient, "{\"Patient_Number\":\"P3\",\"Email\":\"a@b.co\"}",
-                               NULL, NULL),
-                     FV_E_CONFLICT);
+    assert_int_equal(
+        fx_insert(f, f->patient, "{\"Patient_Number\":\"P3\",\"Email\":\"a@b.co\"}", NULL, NULL),
+        FV_E_CONFLICT);
     assert_int_equal(fx_changelog_n(f, "schema"), 2);
 }
 
@@ -147,7 +147,8 @@ static void test_fv_store_app_install_unique_on_duplicates_conflict(void **state
     size_t need = strlen(json) + 32;
     char *out = malloc(need);
     (void)snprintf(out, need, "%.*s{\"link_name\":\"Age\",\"type\":\"number\",\"unique\":true}%s",
-                   (int)(p - json), json, p + strlen("{\"link_name\":\"Age\",\"type\":\"number\"}"));
+                   (int)(p - json), json,
+                   p + strlen("{\"link_name\":\"Age\",\"type\":\"number\"}"));
     assert_int_equal(install(f, out, &err), FV_E_CONFLICT);
     assert_non_null(strstr(err.msg, "'Age'"));
     free(out);
@@ -168,9 +169,8 @@ static void test_fv_store_app_install_two_apps_same_form(void **state)
     const struct fv_app *crm = NULL;
     assert_int_equal(fv_store_app_get(f->t, "crm", &crm), FV_OK);
     json_t *d = json_pack("{s:s}", "Nick", "x");
-    struct fv_store_write w = {.op = FV_STORE_INSERT,
-                               .form = fv_model_app_form(crm, "Patient"),
-                               .data = d};
+    struct fv_store_write w = {
+        .op = FV_STORE_INSERT, .form = fv_model_app_form(crm, "Patient"), .data = d};
     assert_int_equal(fv_store_write(f->t, crm, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_OK);
     json_decref(d);
@@ -197,9 +197,8 @@ static void test_fv_store_app_install_form_of_wrong_app_refused(void **state)
     assert_int_equal(fv_store_app_get(f->t, "crm", &crm), FV_OK);
     json_t *d = json_pack("{s:s}", "Nick", "x");
     /* form of crm written through clinic */
-    struct fv_store_write w = {.op = FV_STORE_INSERT,
-                               .form = fv_model_app_form(crm, "Lead"),
-                               .data = d};
+    struct fv_store_write w = {
+        .op = FV_STORE_INSERT, .form = fv_model_app_form(crm, "Lead"), .data = d};
     assert_int_equal(fv_store_write(f->t, f->app, &w, 1, "t"), FV_OK);
     assert_int_equal(w.rc, FV_E_NO_FORM);
     json_decref(d);
