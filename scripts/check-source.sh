@@ -9,7 +9,7 @@ fail=0
 say() { echo "check-source: $*" >&2; fail=1; }
 
 # Strip /* */ comments and string literals crudely before grepping code.
-code() { sed -e 's@/\*.*\*/@@g' -e 's@"[^"]*"@""@g' "$1"; }
+code() { perl -0777 -pe 's{/\*.*?\*/}{}gs; s{"(?:\\.|[^"\\\n])*"}{""}g' "$1"; }
 
 for f in $(git ls-files 'src/*.c' 'src/*.h' 2>/dev/null || find src -name '*.[ch]'); do
     body=$(code "$f")

@@ -118,7 +118,7 @@ const char *fv_auth_scope_name(unsigned bit)
 static unsigned scope_wildcard(const char *s, size_t len)
 {
     unsigned set = 0;
-    if (len < 4 || memcmp(s + len - 4, ".ALL", 4) != 0)
+    if (len < 4 || strncmp(s + len - 4, ".ALL", 4) != 0)
         return 0;
     size_t stem = len - 3; /* keep the dot */
     for (size_t i = 0; i < FV_ARRAY_LEN(scope_rows); i++) {

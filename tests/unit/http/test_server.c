@@ -426,8 +426,9 @@ static void test_fv_http_server_write_offload_keepalive(void **state)
                      400);
     tls_close(&c);
     api_server_stop(&a);
-    /* The quiesced listening socket is closed too. */
-    assert_int_equal(open_fds(), fds);
+    /* The quiesced listening socket is closed too: no descriptor leaks (earlier
+     * tests' lingering descriptors may close meanwhile, so not an equality). */
+    assert_true(open_fds() <= fds);
 }
 
 struct writer {
