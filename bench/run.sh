@@ -14,18 +14,25 @@
 #   BENCH_CONNECTIONS=64   wrk connections (keep-alive)
 #   BENCH_RECORDS=20000    records seeded before the read benchmarks
 #   BENCH_ROUNDS=2         alternating nginx / get-by-ID rounds
+#   BENCH_WORKLOADS=get_by_id,report,add_batch,add_one   the measured subset
+#                          (get_by_id includes the nginx ceiling)
 #   BENCH_PROFILE=         workloads to profile with perf after measuring,
 #                          comma-separated (get_by_id,report,add_one,
 #                          add_batch) or "all"; reports go to bench/out/
 #   BENCH_PERF_CALLGRAPH=dwarf   perf call-graph mode (dwarf, fp or none)
 #   BENCH_KEEP=0           1 keeps the temporary directory for inspection
+#   BENCH_LOG_LEVEL=warn   server log level (info logs one line per request)
+# Other FORMVAULT_* settings (e.g. FORMVAULT_THREADS) pass through to the
+# server; the report prints the effective ones.
 #
 # Output: a Markdown report on stdout and in bench/out/latest.md; raw wrk
-# output and perf reports under bench/out/.
+# output and perf reports under bench/out/. Exits 1 if any reply was an error
+# (non-200, wrong body, socket error) or an acknowledged add is missing after
+# the restart: a benchmark of errors is not a result.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-bin=$(realpath "${1:-build/formvault}")
+bin=$(realpath -m "${1:-build/formvault}")
 duration=${BENCH_DURATION:-10}
 threads=${BENCH_THREADS:-2}
 conns=${BENCH_CONNECTIONS:-64}
@@ -34,6 +41,8 @@ rounds=${BENCH_ROUNDS:-2}
 profile=${BENCH_PROFILE:-}
 callgraph=${BENCH_PERF_CALLGRAPH:-dwarf}
 keep=${BENCH_KEEP:-0}
+workloads=${BENCH_WORKLOADS:-get_by_id,report,add_batch,add_one}
+has() { [[ ",$workloads," == *",$1,"* ]]; }
 out=$here/out
 raw=$out/raw
 tenant=bench
@@ -46,8 +55,8 @@ die() {
 }
 
 [ -x "$bin" ] || die "no executable at '$bin' (run 'make build' first)"
-for tool in wrk nginx curl jq openssl awk; do
-    command -v "$tool" >/dev/null || die "'$tool' is required (apt-get install $tool)"
+for tool in wrk nginx curl openssl awk /usr/bin/python3; do
+    command -v "$tool" >/dev/null || die "'$tool' is required (scripts/install-deps.sh installs it)"
 done
 if [ $((seeded % 200)) -ne 0 ] || [ "$seeded" -lt 400 ]; then
     die "BENCH_RECORDS must be a multiple of 200, >= 400"
@@ -97,6 +106,23 @@ free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# json_get FILE WHAT: WHAT is code (top-level code), ids (data[].ID, one a
+# line) or count (length of data). python3 is in scripts/install-deps.sh.
+json_get() {
+    /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    doc = json.load(f)
+if sys.argv[2] == "code":
+    print(doc.get("code"))
+elif sys.argv[2] == "ids":
+    for r in doc.get("data", []):
+        print(r["ID"])
+else:
+    print(len(doc.get("data", [])))
+PY
+}
+
 # /proc/<pid>/stat utime+stime of the given pids, in clock ticks.
 cpu_ticks() {
     local p sum=0 f
@@ -113,11 +139,18 @@ machine_ticks() {
     awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat
 }
 
+# The RSS sampler reads the current phase name from this file: replace it
+# atomically so that it never sees an empty file.
+set_phase() {
+    echo "$1" >"$tmp/phase.new"
+    mv -f "$tmp/phase.new" "$tmp/phase"
+}
+
 mkdir -p "$out" "$raw"
 rm -f "$raw"/*.wrk "$raw"/*.txt
 res=$tmp/results
 mkdir -p "$res"
-echo setup >"$tmp/phase"
+set_phase setup
 
 # ----------------------------------------------------------------- machine
 kver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
@@ -126,10 +159,16 @@ machine="$(nproc) cores, ${machine_cpu:-unknown CPU}, Linux $(uname -r)"
 versions="libmicrohttpd $(kver libmicrohttpd12), GnuTLS $(kver libgnutls30), SQLite $(kver libsqlite3-0), nginx $(kver nginx-light), wrk $(kver wrk)"
 data_fs=$(df -T "$tmp" | awk 'NR==2{print $2 " on " $1}')
 clk_tck=$(getconf CLK_TCK)
+# Which build was measured: checksum, mtime, and the source tree's commit.
+bin_id="sha256 $(sha256sum "$bin" | cut -c1-12), built $(date -u -r "$bin" '+%H:%M UTC')"
+if git -C "$here/.." rev-parse --short HEAD >/dev/null 2>&1; then
+    bin_id="$bin_id, tree at $(git -C "$here/.." rev-parse --short HEAD)"
+    [ -z "$(git -C "$here/.." status --porcelain -- src 2>/dev/null)" ] || bin_id="$bin_id + uncommitted src changes"
+fi
 
 # ------------------------------------------------------------------- setup
 export FORMVAULT_DATA_DIR=$tmp/data
-export FORMVAULT_LOG_LEVEL=warn
+export FORMVAULT_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 unset FORMVAULT_CONFIG || true
 log "setting up $FORMVAULT_DATA_DIR ($data_fs)"
 "$bin" init >/dev/null
@@ -137,6 +176,8 @@ log "setting up $FORMVAULT_DATA_DIR ($data_fs)"
 "$bin" app import "$here/app.json" --tenant "$tenant" >/dev/null
 token=$("$bin" token create --tenant "$tenant" --scopes all --expires 1d --label bench)
 cacert=$FORMVAULT_DATA_DIR/tls/cert.pem
+settings=$("$bin" config show | awk -F' = ' '$1 ~ /^(threads|write_threads|max_connections|group_commit_max|log_level)$/ {
+    s = s (s ? ", " : "") $1 "=" $2 } END {print s}')
 
 start_server() {
     https_port=$(free_port)
@@ -182,10 +223,10 @@ list_ids() {
             fv_curl -D "$tmp/page.hdr" -o "$tmp/page.json" "$base$api/report/All_Items?$q"
         fi
         local code
-        code=$(jq -r '.code' "$tmp/page.json")
+        code=$(json_get "$tmp/page.json" code)
         if [ "$code" = 9280 ] || [ "$code" = 9220 ]; then break; fi
         [ "$code" = 3000 ] || die "listing records: $(head -c 300 "$tmp/page.json")"
-        jq -r '.data[].ID' "$tmp/page.json" >>"$dest"
+        json_get "$tmp/page.json" ids >>"$dest"
         cursor=$(awk 'tolower($1) == "record_cursor:" {print $2}' "$tmp/page.hdr" | tr -d '\r')
         [ -n "$cursor" ] || break
     done
@@ -234,8 +275,8 @@ sample_id=$(sed -n "$((seeded / 2))p" "$tmp/ids.txt")
 fv_curl -o "$tmp/item.json" "$base$api/report/All_Items/$sample_id"
 head -c 13 "$tmp/item.json" | grep -q '^{"code":3000,' || die "get by ID: $(head -c 300 "$tmp/item.json")"
 item_bytes=$(wc -c <"$tmp/item.json")
-report_bytes=$(fv_curl "$base$api/report/All_Items?criteria=Seq%3E%3D1001%26%26Seq%3C1201" | tee "$tmp/report.json" | wc -c)
-[ "$(jq '.data | length' "$tmp/report.json")" -eq 200 ] || die "report: $(head -c 300 "$tmp/report.json")"
+report_bytes=$(fv_curl "$base$api/report/All_Items?criteria=Seq%3E%3D101%26%26Seq%3C301" | tee "$tmp/report.json" | wc -c)
+[ "$(json_get "$tmp/report.json" count)" -eq 200 ] || die "report: $(head -c 300 "$tmp/report.json")"
 
 # ------------------------------------------------------------------- nginx
 ngx=$(mktemp -d "${TMPDIR:-/tmp}/formvault-bench-nginx.XXXXXX")
@@ -277,7 +318,8 @@ log "TLS formvault: $tls_fv; nginx: $tls_ngx"
 rss_sampler() { # pid file
     local p=$1 f=$2 ph
     while kill -0 "$p" 2>/dev/null; do
-        ph=$(cat "$tmp/phase")
+        ph=$(cat "$tmp/phase" 2>/dev/null) || ph=""
+        [ -n "$ph" ] || ph=unknown
         awk -v ph="$ph" '/^VmRSS:/{r=$2} /^VmHWM:/{h=$2} /^RssAnon:/{a=$2} /^RssFile:/{f=$2}
                          END{if (r) print ph, r, h, a, f}' \
             "/proc/$p/status" >>"$f" 2>/dev/null || break
@@ -292,7 +334,7 @@ bg_pids+=($!)
 run_wrk() {
     local name=$1 script=$2 url=$3 prefix=$4 pids=$5
     shift 5
-    echo "$name" >"$tmp/phase"
+    set_phase "$name"
     local t0 t1 m0 m1 TIMEFORMAT='%U %S'
     # shellcheck disable=SC2086  # pids is a list
     t0=$(cpu_ticks $pids)
@@ -314,7 +356,7 @@ run_wrk() {
         o = busy - srv - wrk; if (o < 0) o = 0
         printf "other_cpu_s=%.2f\n", o }' >>"$res/$name.txt"
     cp "$res/$name.txt" "$raw/$name.txt"
-    echo idle >"$tmp/phase"
+    set_phase idle
     local okn bad
     okn=$(val "$name" ok)
     bad=$(($(val "$name" non200) + $(val "$name" badbody) + $(val "$name" sock_errors)))
@@ -326,47 +368,54 @@ val() { awk -v k="$2" 'index($0, k "=") == 1 {print substr($0, length(k) + 2); e
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring: wrk -t$threads -c$conns -d${duration}s, keep-alive over TLS"
-for r in $(seq "$rounds"); do
-    run_wrk "nginx_$r" get_by_id.lua "https://127.0.0.1:$ngx_port" /r/ "$ngx_pid $(ngx_workers)"
-    run_wrk "get_by_id_$r" get_by_id.lua "$base" "$api/report/All_Items/" "$srv_pid"
-done
-run_wrk report report.lua "$base" "$api/report/All_Items" "$srv_pid"
-run_wrk add_batch add_batch.lua "$base" "$api/form/Item" "$srv_pid"
+if has get_by_id; then
+    for r in $(seq "$rounds"); do
+        run_wrk "nginx_$r" get_by_id.lua "https://127.0.0.1:$ngx_port" /r/ "$ngx_pid $(ngx_workers)"
+        run_wrk "get_by_id_$r" get_by_id.lua "$base" "$api/report/All_Items/" "$srv_pid"
+    done
+fi
+if has report; then run_wrk report report.lua "$base" "$api/report/All_Items" "$srv_pid"; fi
+if has add_batch; then run_wrk add_batch add_batch.lua "$base" "$api/form/Item" "$srv_pid"; fi
 
 # Durable commits during add_one: fsync/fdatasync calls of the server.
 syncs=""
 sync_pid=""
-if command -v perf >/dev/null; then
+if has add_one && command -v perf >/dev/null; then
     perf stat -x, -e 'syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync' -o "$tmp/sync.csv" \
         -p "$srv_pid" -- sleep "$duration" >/dev/null 2>&1 &
     sync_pid=$!
     bg_pids+=("$sync_pid")
 fi
-run_wrk add_one add_one.lua "$base" "$api/form/Item" "$srv_pid" BENCH_ACKED="$tmp/acked.txt"
-[ -z "$sync_pid" ] || wait "$sync_pid" 2>/dev/null || true
-if [ -s "$tmp/sync.csv" ]; then
-    syncs=$(awk -F, '$3 ~ /sys_enter_f(data)?sync/ && $1 ~ /^[0-9]+$/ {s += $1} END{print s + 0}' "$tmp/sync.csv")
+if has add_one; then
+    run_wrk add_one add_one.lua "$base" "$api/form/Item" "$srv_pid" BENCH_ACKED="$tmp/acked.txt"
+    [ -z "$sync_pid" ] || wait "$sync_pid" 2>/dev/null || true
+    if [ -s "$tmp/sync.csv" ]; then
+        syncs=$(awk -F, '$3 ~ /sys_enter_f(data)?sync/ && $1 ~ /^[0-9]+$/ {s += $1} END{print s + 0}' "$tmp/sync.csv")
+    fi
 fi
-echo finished >"$tmp/phase"
+set_phase finished
 sleep 1
+rss_final=$(awk '/^VmRSS:/{print $2}' "/proc/$srv_pid/status")
+hwm_final=$(awk '/^VmHWM:/{print $2}' "/proc/$srv_pid/status")
 
 # -------------------------------------------------------------- durability
 # Every acknowledged add must survive a SIGKILL of the server and a restart.
-log "durability: SIGKILL the server, restart, look for every acknowledged add"
-rss_final=$(awk '/^VmRSS:/{print $2}' "/proc/$srv_pid/status")
-hwm_final=$(awk '/^VmHWM:/{print $2}' "/proc/$srv_pid/status")
-kill -KILL "$srv_pid"
-wait "$srv_pid" 2>/dev/null || true
-srv_pid=""
-start_server
-list_ids 'Code.startsWith(%22A%22)' "$tmp/present.txt"
-sort -u "$tmp/acked.txt" >"$tmp/acked.sorted"
-sort -u "$tmp/present.txt" >"$tmp/present.sorted"
-n_acked=$(wc -l <"$tmp/acked.sorted")
-n_present=$(wc -l <"$tmp/present.sorted")
-n_missing=$(comm -23 "$tmp/acked.sorted" "$tmp/present.sorted" | wc -l)
-n_extra=$(comm -13 "$tmp/acked.sorted" "$tmp/present.sorted" | wc -l)
-log "acknowledged $n_acked, present after restart $n_present, missing $n_missing, unacknowledged extra $n_extra"
+n_missing=0
+if has add_one; then
+    log "durability: SIGKILL the server, restart, look for every acknowledged add"
+    kill -KILL "$srv_pid"
+    wait "$srv_pid" 2>/dev/null || true
+    srv_pid=""
+    start_server
+    list_ids 'Code.startsWith(%22A%22)' "$tmp/present.txt"
+    sort -u "$tmp/acked.txt" >"$tmp/acked.sorted"
+    sort -u "$tmp/present.txt" >"$tmp/present.sorted"
+    n_acked=$(wc -l <"$tmp/acked.sorted")
+    n_present=$(wc -l <"$tmp/present.sorted")
+    n_missing=$(comm -23 "$tmp/acked.sorted" "$tmp/present.sorted" | wc -l)
+    n_extra=$(comm -13 "$tmp/acked.sorted" "$tmp/present.sorted" | wc -l)
+    log "acknowledged $n_acked, present after restart $n_present, missing $n_missing, unacknowledged extra $n_extra"
+fi
 
 # ----------------------------------------------------------------- profile
 if [ -n "$profile" ] && command -v perf >/dev/null; then
@@ -391,6 +440,7 @@ if [ -n "$profile" ] && command -v perf >/dev/null; then
         cg=(-g)
         [ "$callgraph" = fp ] || cg=(--call-graph "$callgraph")
         [ "$callgraph" != none ] || cg=()
+        rm -f "$out/perf-$w.data" "$out/perf-$w.data.old"
         perf record -q -e cpu-clock -F 499 "${cg[@]}" -p "$srv_pid" -o "$out/perf-$w.data" \
             -- sleep 5 >/dev/null 2>&1 || log "perf record failed for $w"
         wait "$wpid" || true
@@ -408,6 +458,12 @@ if [ -n "$profile" ] && command -v perf >/dev/null; then
                 perf report -i "$out/perf-$w.data" --stdio --children --sort symbol \
                     --percent-limit 2 -g none 2>/dev/null |
                     grep -v -e '^#' -e '^$' -e '\] 0x0000' | head -70 || true
+                echo
+                echo "# $w: hottest call chains (caller > callee, unresolved frames dropped)"
+                perf report -i "$out/perf-$w.data" --stdio --no-children --sort symbol \
+                    -g folded,0,caller --percent-limit 0 2>/dev/null |
+                    grep -E '^[0-9.]+% ' | sed -e 's/0x[0-9a-f]*;//g' -e 's/;/ > /g' |
+                    sort -gr | head -40 || true
             fi
         } >"$out/perf-$w.txt"
         log "wrote bench/out/perf-$w.txt"
@@ -424,19 +480,34 @@ mean() { # name prefix, field
     done
     awk -v s="$sum" -v n="$n" 'BEGIN{printf "%.0f", s / n}'
 }
+mean_est() { # name prefix
+    local f sum=0 n=0
+    for f in "$res/$1"_*.txt; do
+        sum=$(awk -v a="$sum" -v b="$(est "$(basename "$f" .txt)")" 'BEGIN{print a + b}')
+        n=$((n + 1))
+    done
+    awk -v s="$sum" -v n="$n" 'BEGIN{printf "%.0f", s / n}'
+}
 row() { # name label records-per-request
     local n=$1 per=$3 cpu_us rps
     rps=$(val "$n" ok_rps)
     cpu_us=$(awk -v c="$(val "$n" server_cpu_s)" -v k="$(val "$n" ok)" \
         'BEGIN{if (k > 0) printf "%.0f", c * 1e6 / k; else print "-"}')
-    printf '| %s | %.0f | %s | %s | %s | %s | %s | %s |\n' "$2" "$rps" \
+    printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$2" "$rps" \
         "$(awk -v r="$rps" -v p="$per" 'BEGIN{printf "%.0f", r * p}')" \
         "$(val "$n" p50_ms)" "$(val "$n" p99_ms)" \
         "$(val "$n" non200) / $(val "$n" badbody) / $(val "$n" sock_errors)" \
         "$(awk -v c="$(val "$n" server_cpu_s)" -v w="$(val "$n" wrk_cpu_s)" -v o="$(val "$n" other_cpu_s)" \
             -v t="$(val "$n" machine_total_s)" -v k="$(nproc)" \
             'BEGIN{d = t / k; printf "%.2f / %.2f / %.2f", c / d, w / d, o / d}')" \
-        "$cpu_us"
+        "$cpu_us" "$(est "$n")"
+}
+# Requests/s the server and wrk would reach with every core to themselves,
+# from the CPU they used per request (a projection for CPU-bound workloads on
+# a machine shared with other work; it ignores fsync waits and contention).
+est() {
+    awk -v c="$(val "$1" server_cpu_s)" -v w="$(val "$1" wrk_cpu_s)" -v k="$(val "$1" ok)" \
+        -v n="$(nproc)" 'BEGIN{if (c + w > 0) printf "%.0f", n * k / (c + w); else print "-"}'
 }
 verdict() { # value op goal -> met / NOT met, by how much
     awk -v v="$1" -v g="$3" -v op="$2" 'BEGIN{
@@ -445,15 +516,17 @@ verdict() { # value op goal -> met / NOT met, by how much
         printf "%s (%+.0f%%)", ok ? "met" : "NOT met", d }'
 }
 
-getid=$(mean get_by_id ok_rps)
-ngxr=$(mean nginx ok_rps)
-ratio=$(awk -v a="$getid" -v b="$ngxr" 'BEGIN{printf "%.2f", a / b}')
+if has get_by_id; then
+    getid=$(mean get_by_id ok_rps)
+    ngxr=$(mean nginx ok_rps)
+    ratio=$(awk -v a="$getid" -v b="$ngxr" 'BEGIN{printf "%.2f", a / b}')
+fi
 rss_max=$(awk '$1 != "finished" && $2 > m {m = $2} END{print m + 0}' "$tmp/rss.txt")
 rss_idle=$(awk '$1 == "setup" {r = $2} END{print r + 0}' "$tmp/rss.txt")
 hwm=${hwm_final:-$(awk '{h = $3} END{print h + 0}' "$tmp/rss.txt")}
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
-add1=$(val add_one ok_rps)
-rep=$(val report ok_rps)
+if has add_one; then add1=$(val add_one ok_rps); fi
+if has report; then rep=$(val report ok_rps); fi
 errors_total=0
 for f in "$res"/*.txt; do
     n=$(basename "$f" .txt)
@@ -468,19 +541,25 @@ done
     echo "- wrk -t$threads -c$conns -d${duration}s --latency, HTTPS keep-alive; wrk, formvault and nginx share the $(nproc) cores"
     echo "- TLS negotiated: formvault $tls_fv; nginx $tls_ngx"
     echo "- data: $seeded seeded records (8 fields); get-by-ID response $item_bytes bytes (nginx serves a copy); report response $report_bytes bytes"
-    echo "- formvault $("$bin" --version | awk '{print $2}'), log_level=warn, threads=cores, SQLite synchronous=FULL (WAL)"
+    echo "- formvault $("$bin" --version | awk '{print $2}'), binary $bin_id; settings: $settings; SQLite synchronous=FULL, WAL (src/store/conn.c)"
     echo
-    echo "| workload | req/s | records/s | p50 ms | p99 ms | non-200 / bad body / socket errors | CPU cores: server / wrk / other | server CPU µs/req |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    for r in $(seq "$rounds"); do
-        row "nginx_$r" "nginx static $item_bytes B (ceiling), round $r" 1
-        row "get_by_id_$r" "get by ID, round $r" 1
-    done
-    row report "report, 200 records by Seq range" 200
-    row add_batch "add 200 records per request" 200
-    row add_one "add one record" 1
+    echo "| workload | req/s | records/s | p50 ms | p99 ms | non-200 / bad body / socket errors | CPU cores: server / wrk / other | server CPU µs/req | req/s projected, cores to ourselves |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if has get_by_id; then
+        for r in $(seq "$rounds"); do
+            row "nginx_$r" "nginx static $item_bytes B (ceiling), round $r" 1
+            row "get_by_id_$r" "get by ID, round $r" 1
+        done
+    fi
+    if has report; then row report "report, 200 records by Seq range" 200; fi
+    if has add_batch; then row add_batch "add 200 records per request" 200; fi
+    if has add_one; then row add_one "add one record" 1; fi
     echo
-    echo "- get by ID / nginx: $ratio (means $getid / $ngxr req/s)"
+    if has get_by_id; then
+        getid_est=$(mean_est get_by_id)
+        ngx_est=$(mean_est nginx)
+        echo "- get by ID / nginx: $ratio (means $getid / $ngxr req/s); projected with the cores to ourselves: $getid_est / $ngx_est = $(awk -v a="$getid_est" -v b="$ngx_est" 'BEGIN{printf "%.2f", a / b}')"
+    fi
     echo "- server RSS: max $(mib "$rss_max") MiB under load (VmHWM $(mib "$hwm") MiB), $(mib "$rss_idle") MiB idle after seeding, $(mib "${rss_final:-0}") MiB after the load; RSS = anonymous (heap, stacks) + file-backed (libraries, SQLite mmap of the databases). Max per phase, MiB (RSS = anon + file):"
     awk '$1 != "finished" && $1 != "idle" {
             if (!($1 in r)) order[n++] = $1
@@ -488,7 +567,9 @@ done
          END {for (i = 0; i < n; i++) { p = order[i]
               printf "%s%s %.1f = %.1f + %.1f%s", (i ? " " : "  "), p, r[p] / 1024, a[p] / 1024,
                      f[p] / 1024, (i < n - 1 ? ";" : "\n") }}' "$tmp/rss.txt"
-    echo "- durability: $n_acked adds acknowledged during add_one; after SIGKILL and restart $n_present present, $n_missing missing, $n_extra unacknowledged extra (in flight when wrk stopped)"
+    if has add_one; then
+        echo "- durability: $n_acked adds acknowledged during add_one; after SIGKILL and restart $n_present present, $n_missing missing, $n_extra unacknowledged extra (in flight when wrk stopped)"
+    fi
     if [ -n "$syncs" ]; then
         echo "- durable commits during add_one: $syncs fsync/fdatasync calls by the server, $(awk -v a="$(val add_one ok)" -v s="$syncs" 'BEGIN{if (s > 0) printf "%.1f", a / s; else print "-"}') acknowledged adds per sync"
     fi
@@ -497,12 +578,22 @@ done
     echo
     echo "| goal | measured | verdict |"
     echo "|---|---:|---|"
-    echo "| get by ID >= 20,000 req/s | $getid | $(verdict "$getid" ">=" 20000) |"
-    echo "| get by ID >= 50% of nginx | $(awk -v r="$ratio" 'BEGIN{printf "%.0f%%", r * 100}') | $(verdict "$ratio" ">=" 0.5) |"
-    echo "| add one record >= 5,000 req/s, durable | $(printf '%.0f' "$add1") | $(verdict "$add1" ">=" 5000)$([ "$n_missing" -eq 0 ] || echo ", $n_missing acknowledged adds LOST") |"
-    echo "| report of 200 records >= 1,500 req/s | $(printf '%.0f' "$rep") | $(verdict "$rep" ">=" 1500) |"
+    if has get_by_id; then
+        echo "| get by ID >= 20,000 req/s | $getid | $(verdict "$getid" ">=" 20000) |"
+        echo "| (projected, cores to ourselves) | $getid_est | $(verdict "$getid_est" ">=" 20000) |"
+        echo "| get by ID >= 50% of nginx | $(awk -v r="$ratio" 'BEGIN{printf "%.0f%%", r * 100}') | $(verdict "$ratio" ">=" 0.5) |"
+    fi
+    if has add_one; then
+        echo "| add one record >= 5,000 req/s, durable | $(printf '%.0f' "$add1") | $(verdict "$add1" ">=" 5000)$([ "$n_missing" -eq 0 ] || echo ", $n_missing acknowledged adds LOST") |"
+        echo "| (projected, cores to ourselves; ignores fsync waits) | $(est add_one) | $(verdict "$(est add_one)" ">=" 5000) |"
+    fi
+    if has report; then
+        echo "| report of 200 records >= 1,500 req/s | $(printf '%.0f' "$rep") | $(verdict "$rep" ">=" 1500) |"
+        echo "| (projected, cores to ourselves) | $(est report) | $(verdict "$(est report)" ">=" 1500) |"
+    fi
     echo "| RSS < 64 MiB | $(mib "$rss_max") MiB | $(verdict "$rss_max" "<" 65536) |"
 } | tee "$out/latest.md"
 
-[ "$errors_total" -eq 0 ] || log "warning: $errors_total error responses: these rates are not valid"
-[ "$n_missing" -eq 0 ] || die "$n_missing acknowledged adds are missing after restart"
+[ "$n_missing" -eq 0 ] || log "error: $n_missing acknowledged adds are missing after restart"
+[ "$errors_total" -eq 0 ] || log "error: $errors_total error responses: these rates are not valid"
+[ "$n_missing" -eq 0 ] && [ "$errors_total" -eq 0 ] || exit 1

@@ -105,7 +105,8 @@ struct fv_api_import_stats {
  * maps to fields by link name, else by display name; an unknown column is
  * FV_E_INVALID before anything is written. Each row is validated with the
  * field rules; failing rows are reported through on_error (1-based data row
- * number as in the file, the message) and skipped, valid rows are kept.
+ * number with the header as row 1, as in a spreadsheet, and the message) and
+ * skipped, valid rows are kept.
  * Rows are committed in batches; each row is whole or absent. progress (may
  * be NULL) is called about every 250 ms with bytes done and total.
  * Errors: FV_E_IO, FV_E_INVALID, FV_E_NO_OWNER, FV_E_NO_APP, FV_E_NO_FORM,

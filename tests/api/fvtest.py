@@ -192,11 +192,28 @@ class Server:
         self.proc.wait()
         self._closed()
 
+    SANITIZER_MARKS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer",
+                       b"runtime error:", b"WARNING: ThreadSanitizer")
+
     def _closed(self):
         self.proc = None
         if self._log_file:
             self._log_file.close()
             self._log_file = None
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        """Fail when the server's log holds a sanitizer report (make check-asan)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                log = f.read()
+        except OSError:
+            return
+        for mark in self.SANITIZER_MARKS:
+            at = log.find(mark)
+            if at >= 0:
+                raise AssertionError("sanitizer report in the server log:\n" +
+                                     log[max(0, at - 200):at + 4000].decode("utf-8", "replace"))
 
     def restart(self, kill=False):
         """Stop (or SIGKILL) and start again on the same data dir and ports."""
@@ -311,8 +328,11 @@ def error_text(b):
 
 
 def expect_error(r, status, code):
+    """A top-level error: docs/errors.md pins the body to exactly
+    {"code": <int>, "message": "<what failed and why>"}."""
     b = expect(r, status, code)
-    assert error_text(b), f"an error must say why (message/description/error)\n  {describe(r)}"
+    assert set(b) == {"code", "message"} and isinstance(b["message"], str) and b["message"], \
+        f"error body must be exactly {{code, message}}\n  {describe(r)}"
     return b
 
 

@@ -1,6 +1,8 @@
 """The access log: one JSON line per request on the server's stderr, with
 time, route, status, duration_ms, tenant and request_id, and never a field
 value or a token (STYLE 28)."""
+import time
+
 import pytest
 
 from fvtest import expect
@@ -28,8 +30,15 @@ def test_access_log_lines_and_no_secrets(server, node):
     expect(bad.report("All_Items"), 401, 1030)
     expect(node.api(owner="beta").report("All_Items"), 403, 2933)
     sent += 2
-    recs = server.log_records()[n0:]
-    reqs = [x for x in recs if "request_id" in x]
+    # the line is written when the response completes, maybe just after the
+    # client has read it: allow a moment
+    deadline = time.monotonic() + 3
+    while True:
+        recs = server.log_records()[n0:]
+        reqs = [x for x in recs if "request_id" in x]
+        if len(reqs) >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(reqs) >= sent, f"{sent} requests, {len(reqs)} access log lines"
     for x in reqs:
         for k in ("time", "route", "status", "duration_ms", "tenant", "request_id"):

@@ -122,6 +122,11 @@ BAD_RECORDS = [
     ("phone_letters", {"Title": "t", "Phone": "555-CALL-NOW"}, "Phone", 3001),
     ("lookup_missing", {"Title": "t", "Customer": "1"}, "Customer", 3001),
     ("single_line_as_list", {"Title": ["a"]}, "Title", 3001),
+    ("url_javascript", {"Title": "t", "Homepage": {"url": "javascript:alert(1)"}}, "Homepage",
+     3001),
+    ("url_not_a_url", {"Title": "t", "Homepage": "not a url"}, "Homepage", 3001),
+    ("name_unknown_part", {"Title": "t", "Owner_Name": {"middle": "x"}}, "Owner_Name", 3001),
+    ("address_unknown_part", {"Title": "t", "Ship_To": {"street": "x"}}, "Ship_To", 3001),
 ]
 
 
@@ -248,3 +253,21 @@ def test_autonumber_increments(api, uniq):
         nums.append(int(s[3:]))
     assert all(n >= 1000 for n in nums), serials
     assert nums[0] < nums[1] < nums[2], serials
+
+
+def test_malformed_body_message_never_echoes_values(api):
+    """docs/errors.md: messages never contain field values."""
+    for raw in (b'{"data": [{"Title": "s3cr3t-XYZ",}]}',
+                b'{"data": [{"Title": "s3cr3t-XYZ\\u0000"}]}',
+                b'{"data": [{"Title": "s3cr3t-XYZ" "x"}]}'):
+        r = api.request("POST", api.data_path("form", "Item"), data=raw,
+                        headers={"Content-Type": "application/json"})
+        expect_error(r, 400, 3020)
+        assert "s3cr3t-XYZ" not in r.text, f"error echoes a value: {describe(r)}"
+
+
+def test_unknown_body_key_is_3020(api, uniq):
+    """docs/errors.md FV_E_BODY: an unknown key in the body is refused."""
+    r = api.add("Item", None, body={"data": [item(uniq)], "dataa": 1})
+    expect_error(r, 400, 3020)
+    expect(api.report("All_Items", {"criteria": f'Marker == "{uniq}"'}), 200, 9280)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from fvtest import describe, expect
+from fvtest import describe, expect, expect_error
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +283,48 @@ def test_get_fields_type_codes(api):
         "Cost", "Serial", "Due_Date", "Shipped_At", "Category", "Size", "Colors", "Tags",
         "Active", "Homepage", "Phone", "Open_Time", "Owner_Name", "Ship_To", "Customer",
         "Note", "Marker"], "fields must come in definition order"
+
+
+# ------------------------------------------------------------- text edge cases
+
+def test_max_length_counts_astral_characters(api, uniq):
+    title = "😀" * 20  # 20 characters, 80 bytes, 40 UTF-16 units
+    [rid] = api.add_ok("Item", [{"Title": title, "Marker": uniq}])
+    assert api.get_ok("All_Items", rid)["Title"] == title
+    r = api.add("Item", [{"Title": "😀" * 21, "Marker": uniq}])
+    assert expect(r, 200, 3002)["result"][0]["code"] == 3001
+
+
+def test_multi_line_default_limit_65535(api, uniq):
+    text = ("0123456789abcdef\n" * 4000)[:65535]
+    [rid] = api.add_ok("Item", [{"Title": "big", "Marker": uniq, "Description": text}])
+    assert api.get_ok("All_Items", rid, {"field_config": "all"})["Description"] == text
+    r = api.add("Item", [{"Title": "big", "Marker": uniq, "Description": text + "x"}])
+    assert expect(r, 200, 3002)["result"][0]["code"] == 3001
+
+
+def test_nul_byte_never_truncates(api, uniq):
+    """A NUL inside a string is refused or kept; never silently cut."""
+    r = api.add("Item", [{"Title": "nul", "Marker": uniq, "Description": "a\u0000b"}])
+    if r.status_code == 400:
+        expect_error(r, 400, 3020)  # the whole body refused: fine
+        return
+    b = expect(r, 200, r.json().get("code"))
+    res = b["result"][0]
+    if res["code"] == 3000:
+        got = api.get_ok("All_Items", res["data"]["ID"], {"field_config": "all"})["Description"]
+        assert got == "a\u0000b", f"stored {got!r}"
+    else:
+        assert res["code"] == 3001 and "Description" in str(res), res
+
+
+def test_unicode_criteria_and_round_trip(api, uniq):
+    vals = ["Müller", "日本語テキスト", "مرحبا", "emoji 😀 ok", 'quote " and \\ backslash']
+    api.add_ok("Item", [{"Title": f"u{i}", "Marker": uniq, "Description": v}
+                        for i, v in enumerate(vals)])
+    for i, v in enumerate(vals):
+        lit = v.replace("\\", "\\\\").replace('"', '\\"')
+        got = api.find("All_Items", f'Marker == "{uniq}" && Description == "{lit}"',
+                       field_config="all")
+        assert [x["Title"] for x in got] == [f"u{i}"], f"criteria on {v!r}: {got}"
+        assert got[0]["Description"] == v
