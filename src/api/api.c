@@ -244,12 +244,17 @@ static int authenticate(struct api_ctx *c)
         api->tokens[slot] = e;
         (void)pthread_mutex_unlock(&api->token_lock);
     }
-    fv_wipe(hash, sizeof(hash));
-    if (e.expires_ms != 0 && e.expires_ms <= now)
+    if (e.expires_ms != 0 && e.expires_ms <= now) {
+        fv_wipe(hash, sizeof(hash));
         return fv_error_set(&c->err, FV_E_AUTH, SIZE_MAX, "oauth token has expired");
+    }
     c->caller.tenant_id = e.tenant_id;
     c->caller.token_id = e.token_id;
     c->caller.scopes = e.scopes;
+    c->caller.cache_slot = slot;
+    memcpy(c->caller.hash, hash, sizeof(hash));
+    memcpy(c->caller.tenant_name, e.tenant_name, sizeof(e.tenant_name));
+    fv_wipe(hash, sizeof(hash));
     (void)snprintf(c->caller.actor, sizeof(c->caller.actor), "token:%lld", (long long)e.token_id);
     return FV_OK;
 }
@@ -270,12 +275,22 @@ static int require_scope(struct api_ctx *c, unsigned scope)
 static int open_owner(struct api_ctx *c, const char *owner)
 {
     struct fv_store_tenant_info info;
+    /* The token cache remembers its tenant's name: no catalog query per request. */
+    if (c->caller.tenant_name[0] && strcmp(owner, c->caller.tenant_name) == 0) {
+        (void)fv_strlcpy(c->resp->tenant, owner, sizeof(c->resp->tenant));
+        return fv_store_tenant_acquire(c->api->store, c->caller.tenant_id, &c->tenant);
+    }
     int rc = fv_store_tenant_find(c->api->store, owner, &info);
     if (rc == FV_E_NO_OWNER || (rc == FV_OK && info.id != c->caller.tenant_id))
         return fv_error_set(&c->err, FV_E_DENIED, SIZE_MAX,
                             "the token has no access to owner '%.64s'", owner);
     if (rc != FV_OK)
         return rc;
+    (void)pthread_mutex_lock(&c->api->token_lock);
+    struct token_cache_entry *ce = &c->api->tokens[c->caller.cache_slot];
+    if (ce->used && fv_ct_equal(ce->hash, c->caller.hash, sizeof(ce->hash)))
+        (void)fv_strlcpy(ce->tenant_name, info.name, sizeof(ce->tenant_name));
+    (void)pthread_mutex_unlock(&c->api->token_lock);
     (void)fv_strlcpy(c->resp->tenant, info.name, sizeof(c->resp->tenant));
     return fv_store_tenant_acquire(c->api->store, info.id, &c->tenant);
 }

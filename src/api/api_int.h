@@ -20,6 +20,7 @@ struct token_cache_entry {
     int64_t expires_ms;
     int64_t token_id;
     int64_t cached_ms;
+    char tenant_name[FV_MODEL_LINK_MAX + 1]; /* "" until first resolved */
 };
 
 struct fv_api {
@@ -34,7 +35,10 @@ struct api_caller {
     int64_t tenant_id;
     int64_t token_id;
     unsigned scopes;
-    char actor[40]; /* "token:<id>" */
+    char actor[40];                          /* "token:<id>" */
+    size_t cache_slot;                       /* token cache slot of this token */
+    uint8_t hash[FV_AUTH_TOKEN_HASH_BYTES];  /* token digest (not secret by itself) */
+    char tenant_name[FV_MODEL_LINK_MAX + 1]; /* from the cache, may be "" */
 };
 
 /* Per-request state shared by the handlers. */

@@ -545,10 +545,13 @@ static void *write_thread(void *arg)
 }
 
 /*
- * Start n write threads with a queue of FV_HTTP_WRITE_QUEUE_PER_THREAD * n.
+ * Start n write threads with a queue of at least FV_HTTP_WRITE_QUEUE_PER_THREAD * n
+ * and at least min_cap entries (the connection limit: a connection has at most
+ * one request in the queue, so clients within the limit never see "busy").
  * Errors: FV_E_NOMEM, FV_E_INTERNAL (thread creation).
  */
-static int write_pool_start(struct write_pool *wp, size_t n, struct fv_error *reterr)
+static int write_pool_start(struct write_pool *wp, size_t n, size_t min_cap,
+                            struct fv_error *reterr)
 {
     int rc = FV_OK;
 
@@ -561,6 +564,8 @@ static int write_pool_start(struct write_pool *wp, size_t n, struct fv_error *re
     }
     wp->sync_init = true;
     wp->cap = n * FV_HTTP_WRITE_QUEUE_PER_THREAD;
+    if (wp->cap < min_cap)
+        wp->cap = min_cap;
     wp->ring = fv_calloc(wp->cap, sizeof(*wp->ring));
     wp->threads = fv_calloc(n, sizeof(*wp->threads));
     if (wp->ring == NULL || wp->threads == NULL) {
@@ -1074,7 +1079,8 @@ int fv_http_server_start(const struct fv_config *cfg, struct fv_api *api,
 
     /* Before the public listener, which hands writes to it at once. */
     if (api != NULL && cfg->write_threads > 0) {
-        rc = write_pool_start(&s->wp, (size_t)cfg->write_threads, reterr);
+        rc = write_pool_start(&s->wp, (size_t)cfg->write_threads, (size_t)cfg->max_connections,
+                              reterr);
         if (rc != FV_OK)
             goto out;
     }

@@ -161,7 +161,8 @@ struct fv_store_job {
     const struct fv_app *app;
     const char *actor;
     bool done;
-    int rc; /* batch-level result */
+    int rc;            /* batch-level result */
+    pthread_cond_t cv; /* signalled when done, or when this job must lead */
     struct fv_store_job *next;
 };
 

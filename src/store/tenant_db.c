@@ -439,6 +439,8 @@ void fv_store_writer_leave(struct fv_tenant *t)
     (void)pthread_mutex_lock(&t->wq_mu);
     t->leader = false;
     (void)pthread_cond_broadcast(&t->wq_cv);
+    if (t->q_head) /* a queued write may now lead */
+        (void)pthread_cond_signal(&t->q_head->cv);
     (void)pthread_mutex_unlock(&t->wq_mu);
 }
 
