@@ -451,7 +451,9 @@ static int cmd_import(int argc, char **argv)
         "Import a CSV file (RFC 4180; quoted commas, doubled quotes and line breaks allowed).\n"
         "The header row names the fields (link name or display name). Rows that break a\n"
         "field's rules are reported as 'row N: ...' (the header is row 1) and skipped; valid\n"
-        "rows are kept, each written whole. A progress line shows on a terminal.\n";
+        "rows are kept, each written whole. A progress line shows on a terminal.\n"
+        "Exit status: 0 all rows imported, 3 some rows rejected, 1 the import failed\n"
+        "(nothing of the failing batch written), 2 usage error.\n";
     static const char *const names[] = {"tenant", "app", "form"};
     const char *vals[3] = {NULL, NULL, NULL};
     const char *pos[1];
@@ -482,7 +484,8 @@ static int cmd_import(int argc, char **argv)
     double secs = (double)(fv_time_mono_ns() - ui.start_ns) / 1e9;
     (void)printf("imported %zu of %zu rows into %s.%s (%zu rejected) in %.1f s\n", st.imported,
                  st.rows, vals[1], vals[2], st.failed, secs);
-    return 0;
+    /* 3: the file was processed but some rows were rejected (scripts can tell). */
+    return st.failed ? 3 : 0;
 }
 
 /* ----------------------------------------------------------------- token */

@@ -69,11 +69,28 @@ int api_reply_json(struct api_ctx *c, int rc, json_t *doc)
     return FV_OK;
 }
 
+/*
+ * Messages quote names from the URL or body, which may hold any bytes: keep
+ * printable ASCII and show everything else as '?', so the body is always
+ * valid UTF-8 JSON (jansson refuses invalid UTF-8).
+ */
+static void message_sanitize(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *in && n + 1 < cap; in++) {
+        unsigned char ch = (unsigned char)*in;
+        out[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    out[n] = '\0';
+}
+
 void api_reply_error(struct api_ctx *c, int rc)
 {
     int status, code;
+    char msg[FV_ERROR_MSG_MAX];
     fv_api_error_map(rc, &status, &code);
-    const char *msg = c->err.code != FV_OK && c->err.msg[0] ? c->err.msg : fv_err_describe(rc);
+    message_sanitize(c->err.code != FV_OK && c->err.msg[0] ? c->err.msg : fv_err_describe(rc), msg,
+                     sizeof(msg));
     json_t *doc = json_pack("{s:i,s:s}", "code", code, "message", msg);
     if (doc && api_reply_json(c, rc, doc) == FV_OK) {
         c->resp->creator_code = code;
@@ -141,12 +158,18 @@ int api_body_parse(struct api_ctx *c, bool required)
     json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!doc) {
         /* jansson's text may quote the input ("... near 'value'"): keep only the reason. */
-        size_t keep = strcspn(je.text, "'");
+        size_t keep = strlen(je.text);
         const char *near = strstr(je.text, " near ");
-        if (near && (size_t)(near - je.text) < keep)
+        if (near)
             keep = (size_t)(near - je.text);
+        if (strstr(je.text, "JSON_ALLOW_NUL"))
+            keep = 0; /* "\u0000 is not allowed ..." */
         while (keep > 0 && je.text[keep - 1] == ' ')
             keep--;
+        if (keep == 0) {
+            (void)fv_strlcpy(je.text, "invalid character", sizeof(je.text));
+            keep = strlen(je.text);
+        }
         return fv_error_set(&c->err, FV_E_BODY, (size_t)je.position,
                             "request body is not valid json: %.*s at line %d column %d", (int)keep,
                             je.text, je.line, je.column);

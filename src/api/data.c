@@ -515,7 +515,7 @@ int api_data_report_get(struct api_ctx *c, const char *report)
     }
     if (rc != FV_OK)
         goto out;
-    if (json_array_size(rows) == 0) {
+    if (json_array_size(rows) == 0 && !q.cursor) {
         rc = criteria
                  ? fv_error_set(&c->err, FV_E_NO_RESULT, SIZE_MAX, "no records match the criteria")
                  : fv_error_set(&c->err, FV_E_EMPTY_REPORT, SIZE_MAX, "no records in report '%s'",
@@ -767,7 +767,9 @@ static int report_write(struct api_ctx *c, const char *report, bool update)
         rc = FV_E_NOMEM;
         goto out;
     }
+    bool all_ok = true;
     for (size_t i = 0; i < x.n_results; i++) {
+        all_ok = all_ok && x.results[i].rc == FV_OK;
         json_t *e =
             result_entry(c, rep->form, x.results[i].rc, &x.results[i].err, x.results[i].id, &o,
                          update ? "Data Updated Successfully!" : "Record Deleted Successfully!");
@@ -781,9 +783,12 @@ static int report_write(struct api_ctx *c, const char *report, bool update)
             goto out;
         }
     }
+    /* As for add: 3000 only when every record succeeded, else 3002. */
     rc = api_reply_json(c, FV_OK,
-                        json_pack("{s:i,s:O,s:b}", "code", 3000, "result", results, "more_records",
-                                  x.more_records));
+                        json_pack("{s:i,s:O,s:b}", "code", all_ok ? 3000 : 3002, "result", results,
+                                  "more_records", x.more_records));
+    if (rc == FV_OK)
+        c->resp->creator_code = all_ok ? 3000 : 3002;
 out:
     json_decref(results);
     fv_free(x.results);

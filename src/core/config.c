@@ -43,7 +43,7 @@ static const struct fv_config_entry config_rows[] = {
           "certificate is generated under data_dir/tls/ on first start."),
     ROW_S(tls_key, "", "PEM private key matching tls_cert."),
     ROW_I(threads, "0", 0, 256, "HTTP worker threads per listener; 0 = number of cores."),
-    ROW_I(write_threads, "64", 1, 1024,
+    ROW_I(write_threads, "32", 1, 1024,
           "Threads that run write requests (add, update, delete). Writes wait for their "
           "durable commit there, off the HTTP threads, so concurrent writes of a tenant share "
           "one commit (group commit)."),

@@ -167,7 +167,7 @@ int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode, struct fv
     if (rc == FV_OK)
         rc = fv_store_conn_exec(c, "PRAGMA cache_size=-4096");
     if (rc == FV_OK)
-        rc = fv_store_conn_exec(c, "PRAGMA mmap_size=268435456");
+        rc = fv_store_conn_exec(c, "PRAGMA mmap_size=16777216");
     if (rc != FV_OK) {
         rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot configure database '%s': %s", path,
                           sqlite3_errmsg(c->db));

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "store/store_int.h"
@@ -209,7 +210,16 @@ int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const ch
     struct fv_store_tenant_info info;
 
     if (!name || !fv_model_link_name_valid(name, strlen(name)))
-        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "invalid tenant name");
+        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
+                            "invalid tenant name: use letters, digits and '_', starting with a "
+                            "letter, at most 64 bytes");
+    /* Path words of the Creator URL families: /api/v2.1/meta/... must stay the meta API. */
+    static const char *const reserved[] = {"meta", "data", "bulk", "publish"};
+    for (size_t i = 0; i < FV_ARRAY_LEN(reserved); i++)
+        if (strcasecmp(name, reserved[i]) == 0)
+            return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
+                                "tenant name '%s' is reserved (it is a word of the API paths)",
+                                name);
     if (!region || !region_valid(region))
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "invalid region");
     if (s->read_only)
