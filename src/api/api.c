@@ -31,6 +31,12 @@ int fv_api_new(const struct fv_config *cfg, struct fv_store *store, struct fv_ap
         fv_free(api);
         return FV_E_NOMEM;
     }
+    int rc = api_cursor_init(api);
+    if (rc != FV_OK) {
+        (void)pthread_mutex_destroy(&api->token_lock);
+        fv_free(api);
+        return rc;
+    }
     *ret = api;
     return FV_OK;
 }
@@ -40,6 +46,7 @@ void fv_api_free(struct fv_api *api)
     if (!api)
         return;
     fv_wipe(api->tokens, sizeof(api->tokens));
+    api_cursor_release(api);
     (void)pthread_mutex_destroy(&api->token_lock);
     fv_free(api);
 }

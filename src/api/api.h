@@ -42,7 +42,7 @@ struct fv_api_response {
     const char *content_type; /* static string */
     struct {
         const char *name; /* static string */
-        char value[160];
+        char value[320];
     } headers[FV_API_MAX_HEADERS];
     size_t n_headers;
     /* for the access log and metrics */

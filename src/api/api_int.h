@@ -3,6 +3,7 @@
 #define FV_API_INT_H
 
 #include <jansson.h>
+#include <gnutls/crypto.h>
 #include <pthread.h>
 
 #include "api/api.h"
@@ -28,6 +29,8 @@ struct fv_api {
     struct fv_store *store;
     pthread_mutex_t token_lock;
     struct token_cache_entry tokens[API_TOKEN_CACHE];
+    gnutls_aead_cipher_hd_t cursor_aead; /* seals record_cursor (cursor.c) */
+    pthread_mutex_t cursor_lock;
 };
 
 /* The authenticated caller of one request. */
@@ -80,6 +83,20 @@ int api_meta_fields(struct api_ctx *c, const char *form);
 
 /* Check that only the named query parameters are present (NULL-terminated). */
 int api_query_allow(struct api_ctx *c, const char *const *allowed);
+
+/*
+ * record_cursor sealing (cursor.c): init makes a random AES-256-GCM key;
+ * seal writes base64(nonce || ciphertext || tag) of plain into out[cap],
+ * bound to the report name (FV_E_LIMIT if it does not fit); open reverses it
+ * and returns FV_E_CURSOR for anything forged, truncated, from another report
+ * or from before a restart.
+ */
+int api_cursor_init(struct fv_api *api);
+void api_cursor_release(struct fv_api *api);
+int api_cursor_seal(struct fv_api *api, const char *report, const char *plain, char *out,
+                    size_t cap);
+int api_cursor_open(struct fv_api *api, const char *report, const char *sealed, char *out,
+                    size_t cap);
 
 /* Maximum nesting depth of a JSON value. */
 int api_json_depth(const json_t *v);

@@ -477,6 +477,8 @@ int api_data_report_get(struct api_ctx *c, const char *report)
     struct columns *cols = NULL;
     json_t *rows = NULL;
     char cursor[160] = "";
+    char plain_in[160];
+    char sealed[320];
     int rc;
     fv_model_where_init(&w);
     if ((rc = find_report(c, report, &rep)) != FV_OK)
@@ -507,6 +509,16 @@ int api_data_report_get(struct api_ctx *c, const char *report)
     q.cursor = c->req->header(c->req->conn, "record_cursor");
     if (q.cursor && !q.cursor[0])
         q.cursor = NULL;
+    if (q.cursor) {
+        if (api_cursor_open(c->api, rep->link_name, q.cursor, plain_in, sizeof(plain_in)) !=
+            FV_OK) {
+            rc = fv_error_set(&c->err, FV_E_CURSOR, SIZE_MAX,
+                              "'record_cursor' is not valid for this report (or the server "
+                              "restarted): restart the scan without it");
+            goto out;
+        }
+        q.cursor = plain_in;
+    }
     rc = fv_store_query(c->tenant, c->app, &q, &rows, cursor, sizeof(cursor));
     if (rc == FV_E_CURSOR) {
         rc = fv_error_set(&c->err, FV_E_CURSOR, SIZE_MAX,
@@ -522,8 +534,11 @@ int api_data_report_get(struct api_ctx *c, const char *report)
                                 rep->link_name);
         goto out;
     }
-    if (cursor[0])
-        api_reply_header(c, "record_cursor", cursor);
+    if (cursor[0]) {
+        if ((rc = api_cursor_seal(c->api, rep->link_name, cursor, sealed, sizeof(sealed))) != FV_OK)
+            goto out;
+        api_reply_header(c, "record_cursor", sealed);
+    }
     rc = api_reply_json(c, FV_OK, json_pack("{s:i,s:O}", "code", 3000, "data", rows));
 out:
     json_decref(rows);

@@ -63,3 +63,34 @@ def test_cursor_past_the_end_is_an_empty_page_not_9220(api, uniq):
                        headers={"record_cursor": cursor})
     b3 = expect(third, 200, 3000)
     assert b3["data"] == []
+
+
+def test_record_cursor_is_sealed(api, uniq):
+    """The cursor must not carry the last row's sort value in clear, must not be
+    forgeable, and works only for the report that issued it."""
+    import base64
+    tag = uniq[-6:]
+    api.add_ok("Item", [{"Title": f"S{tag}", "Marker": f"m{tag}{i}", "Quantity": i}
+                        for i in range(3)])
+    crit = f'Marker.startsWith("m{tag}")'
+    r = api.report("Items_By_Quantity", params={"criteria": crit, "limit": 1})
+    expect(r, 200, 3000)
+    cursor = r.headers["record_cursor"]
+    raw = base64.b64decode(cursor)
+    # sealed with a fresh nonce: the same position gives a different cursor each time
+    again = api.report("Items_By_Quantity", params={"criteria": crit, "limit": 1})
+    assert again.headers["record_cursor"] != cursor
+    assert len(raw) > 12 + 16
+    # the same report continues
+    expect(api.report("Items_By_Quantity", params={"criteria": crit, "limit": 1},
+                      headers={"record_cursor": cursor}), 200, 3000)
+    # another report over the same form refuses it
+    other = api.report("All_Items", params={"criteria": crit, "limit": 1},
+                       headers={"record_cursor": cursor})
+    assert other.status_code == 400 and other.json()["code"] == 1000, other.text
+    # a flipped bit is refused
+    flipped = bytearray(raw)
+    flipped[len(flipped) // 2] ^= 1
+    bad = api.report("Items_By_Quantity", params={"criteria": crit, "limit": 1},
+                     headers={"record_cursor": base64.b64encode(bytes(flipped)).decode()})
+    assert bad.status_code == 400 and bad.json()["code"] == 1000, bad.text
