@@ -11,9 +11,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 data=${FORMVAULT_DATA_DIR:-./formvault-data}
 https_port=${FORMVAULT_HTTPS_PORT:-8443}
 tenant=demo
+marker="$data/.demo-loaded"
 
 "$bin" init >/dev/null
-if ! "$bin" tenant list | awk 'NR>1{print $2}' | grep -qx "$tenant"; then
+if [ ! -e "$marker" ]; then
+    if "$bin" tenant list | awk 'NR>1{print $2}' | grep -qx "$tenant"; then
+        echo "formvault: tenant '$tenant' exists but the sample data was not loaded completely" >&2
+        echo "formvault: remove $data (or set FORMVAULT_DATA_DIR) and run 'make run' again" >&2
+        exit 1
+    fi
     echo "loading the sample apps into tenant '$tenant' (first run only)..."
     "$bin" tenant create "$tenant" >/dev/null
     "$bin" app import "$here/examples/clinic/app.json" --tenant "$tenant"
@@ -21,10 +27,13 @@ if ! "$bin" tenant list | awk 'NR>1{print $2}' | grep -qx "$tenant"; then
     "$bin" import "$here/examples/clinic/patients.csv" --tenant "$tenant" --app clinic --form Patient
     "$bin" import "$here/examples/clinic/visits.csv" --tenant "$tenant" --app clinic --form Visit
     "$bin" import "$here/examples/birdstrikes/birdstrikes.csv" --tenant "$tenant" --app birdstrikes --form Strike
+    touch "$marker"
 fi
 token=$("$bin" token create --tenant "$tenant" --scopes all --expires 1d --label make-run)
 base="https://localhost:$https_port/creator/v2.1"
-cacert="$data/tls/cert.pem"
+cacert=${FORMVAULT_TLS_CERT:-$data/tls/cert.pem}
+# a new patient number on every run, so the add example works each time
+pnum="P9$(od -An -N3 -tu4 /dev/urandom | tr -d ' ' | cut -c1-5)"
 cat <<EOT
 
 formvault demo: tenant '$tenant' with apps 'clinic' and 'birdstrikes'
@@ -36,7 +45,7 @@ Try (the certificate is self-signed: --cacert trusts it):
   curl --cacert $cacert -H "Authorization: Zoho-oauthtoken $token" \\
        "$base/data/$tenant/birdstrikes/report/All_Strikes?criteria=Origin_State%3D%3D%22Texas%22&max_records=200"
   curl --cacert $cacert -H "Authorization: Zoho-oauthtoken $token" -H 'Content-Type: application/json' \\
-       -d '{"data":[{"Patient_Number":"P900001","First_Name":"Ada","Last_Name":"Lovelace","Email":"ada@example.com"}]}' \\
+       -d '{"data":[{"Patient_Number":"$pnum","First_Name":"Ada","Last_Name":"Lovelace","Email":"ada@example.com"}]}' \\
        "$base/data/$tenant/clinic/form/Patient"
 
 EOT
