@@ -573,6 +573,15 @@ static int parse_form(const struct fv_app *app, const json_t *j, struct fv_form 
             if (strcasecmp(form->fields[k].link_name, form->fields[i].link_name) == 0)
                 return perr(e, sub, "duplicate field link name '%s'", form->fields[i].link_name);
     }
+    /* SQLite allows 2000 columns per table; 6 are system columns. */
+    size_t ncols = 0;
+    for (size_t i = 0; i < n; i++)
+        ncols += fv_model_field_ncols(&form->fields[i]);
+    if (ncols > FV_MODEL_MAX_COLUMNS)
+        return perr(e, path,
+                    "the fields need %zu columns; a form holds at most %d (name, url "
+                    "and address fields use several)",
+                    ncols, FV_MODEL_MAX_COLUMNS);
     return check_columns(form, path, e);
 }
 

@@ -12,6 +12,7 @@
 #define FV_MODEL_APP_MAX_DEPTH 16
 #define FV_MODEL_MAX_FORMS 200
 #define FV_MODEL_MAX_FIELDS 500
+#define FV_MODEL_MAX_COLUMNS 1990 /* SQLite's 2000 per table, less system columns */
 #define FV_MODEL_MAX_REPORTS 500
 #define FV_MODEL_MAX_CHOICES 1000
 #define FV_MODEL_NAME_MAX 255                            /* display names, choices: characters */

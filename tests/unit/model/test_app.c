@@ -211,6 +211,22 @@ static void test_app_parse_form_errors(void **state)
                    "forms[1]: duplicate form link name 'f'");
 }
 
+/* 250 address fields need 2000 columns: more than a SQLite table holds. */
+static void test_app_parse_too_many_columns(void **state)
+{
+    (void)state;
+    static char json[40000];
+    size_t n = 0;
+    n += (size_t)snprintf(json + n, sizeof(json) - n,
+                          "{'format':1,'link_name':'a','forms':[{'link_name':'F','fields':[");
+    for (int i = 0; i < 250; i++)
+        n += (size_t)snprintf(json + n, sizeof(json) - n, "%s{'link_name':'A%d','type':'address'}",
+                              i ? "," : "", i);
+    (void)snprintf(json + n, sizeof(json) - n, "]}]}");
+    assert_app_err(json, "forms[0]: the fields need 2000 columns; a form holds at most 1990 "
+                         "(name, url and address fields use several)");
+}
+
 static void test_app_parse_field_errors(void **state)
 {
     (void)state;
@@ -463,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_app_parse_top_level_errors),
         cmocka_unit_test(test_app_parse_form_errors),
         cmocka_unit_test(test_app_parse_field_errors),
+        cmocka_unit_test(test_app_parse_too_many_columns),
         cmocka_unit_test(test_app_parse_field_property_rules),
         cmocka_unit_test(test_app_parse_lookup_errors),
         cmocka_unit_test(test_app_parse_report_errors),
