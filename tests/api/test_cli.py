@@ -293,3 +293,28 @@ def test_tenant_create_reserved_name_fails(server, name):
     """Path words of the API families cannot be owners (/api/v2.1/meta/... is the meta API)."""
     p = server.run("tenant", "create", name)
     assert p.returncode != 0 and "reserved" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_csv_import_progress_line_on_a_terminal(importer, tmp_path, uniq):
+    """On a terminal, import shows a progress line with rows/s and percent;
+    through a pipe it does not (the line is for people, not logs)."""
+    import shlex
+    import shutil
+    import subprocess
+    import fvtest
+    if not shutil.which("script"):
+        pytest.skip("script(1) is needed to give the import a terminal")
+    server, api = importer
+    code = uniq[-6:]
+    rows = [[f"T{code}{i:05d}"[:12], f"Company {i}"] for i in range(30000)]
+    p = tmp_path / "many.csv"
+    write_csv(p, ["Customer_Code", "Company"], rows)
+    cmd = " ".join(shlex.quote(str(x)) for x in
+                   [fvtest.BIN, "import", p, "--tenant", "acme", "--app", "shop", "--form",
+                    "Customer"])
+    tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=server.env(),
+                         capture_output=True, text=True, timeout=120)
+    assert tty.returncode in (0, 3), tty.stdout[-500:]
+    assert re.search(r"\d+ rows\s+\d+ rows/s\s+\d+%", tty.stdout), tty.stdout[-500:]
+    piped = server.run("import", str(p), "--tenant", "acme", "--app", "shop", "--form", "Customer")
+    assert "rows/s" not in piped.stderr
