@@ -2,7 +2,9 @@
 listener, the body size limit."""
 import http.client
 import json
+import os
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -344,3 +346,101 @@ def test_tls_key_file_private(server):
     for p in keys:
         mode = stat.S_IMODE(os.stat(p).st_mode)
         assert mode & 0o077 == 0, f"{p.name} is mode {oct(mode)}, expected 0600"
+
+
+# ------------------------------------------------------------------ idle and half-open TLS
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_eof(socks, deadline):
+    """Wait until the server has closed every socket in socks (EOF or reset)
+    or deadline passes; returns {socket: seconds until closed}."""
+    start = time.monotonic()
+    closed = {}
+    while len(closed) < len(socks) and time.monotonic() < deadline:
+        ready, _, _ = select.select([s for s in socks if s not in closed], [], [],
+                                    max(0.0, min(0.2, deadline - time.monotonic())))
+        for s in ready:
+            try:
+                data = s.recv(4096)
+            except ssl.SSLWantReadError:
+                continue
+            except (OSError, ssl.SSLError):
+                data = b""
+            if data == b"":
+                closed[s] = time.monotonic() - start
+    return closed
+
+
+def test_idle_and_half_open_tls_connections_are_timed_out(make_server):
+    """P0 regression: with MHD_USE_TURBO (0.9.75, epoll + TLS), connections
+    that never finished the TLS handshake were never timed out and their
+    close never noticed (CLOSE-WAIT forever, each holding a slot until the
+    limit locked out every client), the pool threads spun, and idle
+    keep-alive connections outlived connection_timeout_s. With epoll, a
+    partial ClientHello still made the pool thread spin until the timeout."""
+    timeout_s = 2
+    s = make_server(extra_env={"FORMVAULT_CONNECTION_TIMEOUT_S": str(timeout_s),
+                               "FORMVAULT_MAX_CONNECTIONS": "20"})
+    api = Api(s.base, "acme", "shop", s.token("acme"))
+    expect(api.meta("acme", "shop", "forms"), 200, 3000)
+
+    # An idle keep-alive connection that has had two responses.
+    conn = http.client.HTTPSConnection("127.0.0.1", s.https_port, context=unverified_ctx(),
+                                       timeout=10)
+    for _ in range(2):
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        r.read()
+        assert (r.getheader("Connection") or "").lower() != "close", "keep-alive refused"
+    ka = conn.sock
+    assert ka is not None, "server closed the keep-alive connection after a response"
+
+    cpu0 = cpu_seconds(s.proc.pid)
+    started = time.monotonic()
+    # Half a ClientHello (record header + start of the handshake message),
+    # then silent TCP connections: 30 in all against a limit of 20.
+    partial = bytes.fromhex("16030100c8010000c40303") + bytes(20)
+    half = []
+    for _ in range(5):
+        c = socket.create_connection(("127.0.0.1", s.https_port), timeout=5)
+        c.sendall(partial)
+        half.append(c)
+    silent = [socket.create_connection(("127.0.0.1", s.https_port), timeout=5)
+              for _ in range(25)]
+    try:
+        closed = wait_eof(half + silent + [ka], started + timeout_s + 2.5)
+        cpu = cpu_seconds(s.proc.pid) - cpu0
+        assert ka in closed, f"idle keep-alive connection still open after {timeout_s + 2.5}s"
+        assert closed[ka] >= timeout_s - 1.5, f"keep-alive closed too early ({closed[ka]:.1f}s)"
+        open_half = sum(c not in closed for c in half)
+        open_silent = sum(c not in closed for c in silent)
+        assert open_half == 0 and open_silent == 0, \
+            f"not closed by the server after {timeout_s + 2.5}s: {open_half} with a partial " \
+            f"ClientHello, {open_silent} silent"
+        # Idle connections cost no CPU (a spinning pool thread burns ~1 s/s).
+        assert cpu < 1.0, f"server used {cpu:.2f}s of CPU while connections sat idle"
+    finally:
+        for c in half + silent:
+            c.close()
+        conn.close()
+    # Every slot is free again: the limit's worth of fresh TLS clients is served.
+    clients = [http.client.HTTPSConnection("127.0.0.1", s.https_port,
+                                           context=unverified_ctx(), timeout=5)
+               for _ in range(18)]
+    try:
+        for c in clients:
+            c.request("GET", "/healthz")
+        for c in clients:
+            r = c.getresponse()
+            r.read()
+            assert r.status == 404
+    finally:
+        for c in clients:
+            c.close()
+    expect(api.meta("acme", "shop", "forms"), 200, 3000)
