@@ -81,7 +81,7 @@ int api_reply_json(struct api_ctx *c, int rc, json_t *doc)
  * printable ASCII and show everything else as '?', so the body is always
  * valid UTF-8 JSON (jansson refuses invalid UTF-8).
  */
-static void message_sanitize(const char *in, char *out, size_t cap)
+void api_message_sanitize(const char *in, char *out, size_t cap)
 {
     size_t n = 0;
     for (; *in && n + 1 < cap; in++) {
@@ -96,8 +96,8 @@ void api_reply_error(struct api_ctx *c, int rc)
     int status, code;
     char msg[FV_ERROR_MSG_MAX];
     fv_api_error_map(rc, &status, &code);
-    message_sanitize(c->err.code != FV_OK && c->err.msg[0] ? c->err.msg : fv_err_describe(rc), msg,
-                     sizeof(msg));
+    api_message_sanitize(c->err.code != FV_OK && c->err.msg[0] ? c->err.msg : fv_err_describe(rc),
+                         msg, sizeof(msg));
     json_t *doc = json_pack("{s:i,s:s}", "code", code, "message", msg);
     if (doc && api_reply_json(c, rc, doc) == FV_OK) {
         c->resp->creator_code = code;
@@ -149,6 +149,33 @@ int api_json_depth(const json_t *v)
     return 0;
 }
 
+static const char *json_reason(enum json_error_code code)
+{
+    switch (code) {
+    case json_error_out_of_memory:
+        return "out of memory";
+    case json_error_stack_overflow:
+        return "nested too deeply";
+    case json_error_invalid_utf8:
+        return "invalid utf-8";
+    case json_error_premature_end_of_input:
+        return "unexpected end of input";
+    case json_error_end_of_input_expected:
+        return "extra data after the json value";
+    case json_error_invalid_syntax:
+        return "invalid syntax";
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "\\u0000 is not allowed";
+    case json_error_duplicate_key:
+        return "duplicate key";
+    case json_error_numeric_overflow:
+        return "number out of range";
+    default:
+        return "invalid json";
+    }
+}
+
 int api_body_parse(struct api_ctx *c, bool required)
 {
     const struct fv_api_request *r = c->req;
@@ -164,22 +191,11 @@ int api_body_parse(struct api_ctx *c, bool required)
     }
     json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!doc) {
-        /* jansson's text may quote the input ("... near 'value'"): keep only the reason. */
-        size_t keep = strlen(je.text);
-        const char *near = strstr(je.text, " near ");
-        if (near)
-            keep = (size_t)(near - je.text);
-        if (strstr(je.text, "JSON_ALLOW_NUL"))
-            keep = 0; /* "\u0000 is not allowed ..." */
-        while (keep > 0 && je.text[keep - 1] == ' ')
-            keep--;
-        if (keep == 0) {
-            (void)fv_strlcpy(je.text, "invalid character", sizeof(je.text));
-            keep = strlen(je.text);
-        }
+        /* jansson's text may quote the input ("... near 'value'", "invalid
+         * Unicode '\\uD800'"): say the reason in our own fixed words. */
         return fv_error_set(&c->err, FV_E_BODY, (size_t)je.position,
-                            "request body is not valid json: %.*s at line %d column %d", (int)keep,
-                            je.text, je.line, je.column);
+                            "request body is not valid json: %s at line %d column %d",
+                            json_reason(json_error_code(&je)), je.line, je.column);
     }
     if (!json_is_object(doc)) {
         json_decref(doc);

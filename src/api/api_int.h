@@ -93,10 +93,13 @@ int api_query_allow(struct api_ctx *c, const char *const *allowed);
  */
 int api_cursor_init(struct fv_api *api);
 void api_cursor_release(struct fv_api *api);
-int api_cursor_seal(struct fv_api *api, const char *report, const char *plain, char *out,
-                    size_t cap);
-int api_cursor_open(struct fv_api *api, const char *report, const char *sealed, char *out,
-                    size_t cap);
+int api_cursor_seal(struct fv_api *api, int64_t tenant_id, const char *app, const char *report,
+                    const char *plain, char *out, size_t cap);
+int api_cursor_open(struct fv_api *api, int64_t tenant_id, const char *app, const char *report,
+                    const char *sealed, char *out, size_t cap);
+
+/* Copy a client message keeping printable ASCII, other bytes as '?'. */
+void api_message_sanitize(const char *in, char *out, size_t cap);
 
 /* Maximum nesting depth of a JSON value. */
 int api_json_depth(const json_t *v);

@@ -332,7 +332,9 @@ static json_t *result_entry(struct api_ctx *c, const struct fv_form *form, int r
         (void)snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long)id);
         (void)json_object_set_new(data, "ID", json_string(idbuf));
     }
-    const char *msg = e && e->code != FV_OK && e->msg[0] ? e->msg : fv_err_describe(rc);
+    char msg[FV_ERROR_MSG_MAX];
+    api_message_sanitize(e && e->code != FV_OK && e->msg[0] ? e->msg : fv_err_describe(rc), msg,
+                         sizeof(msg));
     return json_pack("{s:i,s:o,s:[s]}", "code", code, "data", data, "error", msg);
 }
 
@@ -510,8 +512,8 @@ int api_data_report_get(struct api_ctx *c, const char *report)
     if (q.cursor && !q.cursor[0])
         q.cursor = NULL;
     if (q.cursor) {
-        if (api_cursor_open(c->api, rep->link_name, q.cursor, plain_in, sizeof(plain_in)) !=
-            FV_OK) {
+        if (api_cursor_open(c->api, c->caller.tenant_id, c->app->link_name, rep->link_name,
+                            q.cursor, plain_in, sizeof(plain_in)) != FV_OK) {
             rc = fv_error_set(&c->err, FV_E_CURSOR, SIZE_MAX,
                               "'record_cursor' is not valid for this report (or the server "
                               "restarted): restart the scan without it");
@@ -535,7 +537,8 @@ int api_data_report_get(struct api_ctx *c, const char *report)
         goto out;
     }
     if (cursor[0]) {
-        if ((rc = api_cursor_seal(c->api, rep->link_name, cursor, sealed, sizeof(sealed))) != FV_OK)
+        if ((rc = api_cursor_seal(c->api, c->caller.tenant_id, c->app->link_name, rep->link_name,
+                                  cursor, sealed, sizeof(sealed))) != FV_OK)
             goto out;
         api_reply_header(c, "record_cursor", sealed);
     }

@@ -178,10 +178,14 @@ void fv_log_request(const struct fv_log_request *r)
     else
         line_fmt(line, sizeof(line), &n, "null");
     line_fmt(line, sizeof(line), &n, "}\n");
-    if (n == 0 || line[n - 1] != '\n') { /* truncated: still one valid line */
-        n = n >= sizeof(line) - 3 ? sizeof(line) - 3 : n;
-        line[n++] = '}';
-        line[n++] = '\n';
+    if (n == 0 || line[n - 1] != '\n') {
+        /* Cannot happen with bounded fields; if it does, log a short valid line
+         * rather than cut JSON. */
+        n = 0;
+        line_fmt(line, sizeof(line), &n,
+                 "{\"time\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"status\":%d,"
+                 "\"truncated\":true}\n",
+                 ts, r->status);
     }
     ssize_t w = write(atomic_load(&log_fd), line, n);
     (void)w; /* nowhere to report a failed log write */

@@ -1089,8 +1089,11 @@ int fv_http_server_start(const struct fv_config *cfg, struct fv_api *api,
 
     /* Before the public listener, which hands writes to it at once. */
     if (api != NULL && cfg->write_threads > 0) {
-        rc = write_pool_start(&s->wp, (size_t)cfg->write_threads, (size_t)cfg->max_connections,
-                              reterr);
+        /* The public listener admits max(max_connections, pool threads). */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t pool = cfg->threads > 0 ? (size_t)cfg->threads : (cores > 0 ? (size_t)cores : 1);
+        size_t limit = (size_t)cfg->max_connections > pool ? (size_t)cfg->max_connections : pool;
+        rc = write_pool_start(&s->wp, (size_t)cfg->write_threads, limit, reterr);
         if (rc != FV_OK)
             goto out;
     }

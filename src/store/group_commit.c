@@ -51,9 +51,14 @@ static void run_batch(struct fv_tenant *t, struct fv_store_job *batch)
     int64_t first_id;
 
     rc = fv_store_conn_exec(t->writer, "BEGIN IMMEDIATE");
-    /* Another process may have written since the last batch: re-read under the lock. */
-    if (rc == FV_OK)
+    /* Another process may have written since the last batch: re-read under the
+     * lock, but never move backwards (a rolled-back batch's IDs stay skipped). */
+    if (rc == FV_OK) {
+        int64_t mem = t->next_id;
         rc = fv_store_tenant_load_next_id(t);
+        if (rc == FV_OK && t->next_id < mem)
+            t->next_id = mem;
+    }
     first_id = t->next_id;
     for (struct fv_store_job *j = batch; rc == FV_OK && j; j = j->next) {
         for (size_t i = 0; rc == FV_OK && i < j->n; i++)

@@ -94,3 +94,38 @@ def test_record_cursor_is_sealed(api, uniq):
     bad = api.report("Items_By_Quantity", params={"criteria": crit, "limit": 1},
                      headers={"record_cursor": base64.b64encode(bytes(flipped)).decode()})
     assert bad.status_code == 400 and bad.json()["code"] == 1000, bad.text
+
+
+def test_record_cursor_is_bound_to_the_tenant(node, uniq):
+    """Both tenants have app 'shop' with report 'Items_By_Quantity': a cursor
+    issued to one tenant must not open under the other."""
+    acme = node.api()
+    beta = node.api(token="beta", owner="beta")
+    tag = uniq[-6:]
+    for a in (acme, beta):
+        a.add_ok("Item", [{"Title": f"B{tag}", "Marker": f"b{tag}{i}", "Quantity": i}
+                          for i in range(3)])
+    crit = f'Marker.startsWith("b{tag}")'
+    r = acme.report("Items_By_Quantity", params={"criteria": crit, "limit": 1})
+    expect(r, 200, 3000)
+    cursor = r.headers["record_cursor"]
+    other = beta.report("Items_By_Quantity", params={"criteria": crit, "limit": 1},
+                        headers={"record_cursor": cursor})
+    assert other.status_code == 400 and other.json()["code"] == 1000, other.text
+
+
+def test_json_error_never_quotes_invalid_unicode(api):
+    r = api.request("POST", api.data_path("form", "Item"),
+                    data=b'{"data":{"Title":"\\uD800\\u0041"}}',
+                    headers={"Content-Type": "application/json"})
+    b = expect(r, 400, 3020)
+    assert "D800" not in b["message"].upper() and "0041" not in b["message"], b
+
+
+def test_per_record_error_with_cut_utf8_name_is_not_500(api):
+    """A 64-byte cut of an unknown field name that splits a UTF-8 character
+    must not turn the whole (already committed) add into a 500."""
+    name = "A" * 63 + "é" + "B"
+    r = api.add("Item", [{"Title": "ok", "Marker": "x"}, {"Title": "t", name: 1}])
+    b = expect(r, 200, 3002)
+    assert b["result"][0]["code"] == 3000 and b["result"][1]["code"] == 3001, b
