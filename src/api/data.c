@@ -470,6 +470,26 @@ static int parse_page_params(struct api_ctx *c, size_t *ret_offset, size_t *ret_
     return FV_OK;
 }
 
+/*
+ * Common start of both reads: the report, the allowed query parameters and
+ * the output columns (field_config / fields, default_config when absent).
+ * *ret_cols is fv_malloc'd (the caller fv_frees it, also on error).
+ */
+static int read_setup(struct api_ctx *c, const char *report, const char *const *params,
+                      const char *default_config, const struct fv_report **ret_rep,
+                      struct columns **ret_cols)
+{
+    int rc;
+    if ((rc = find_report(c, report, ret_rep)) != FV_OK)
+        return rc;
+    if ((rc = api_query_allow(c, params)) != FV_OK)
+        return rc;
+    *ret_cols = fv_malloc(sizeof(**ret_cols));
+    if (!*ret_cols)
+        return FV_E_NOMEM;
+    return columns_from_request(c, *ret_rep, default_config, *ret_cols);
+}
+
 int api_data_report_get(struct api_ctx *c, const char *report)
 {
     static const char *const params[] = {"criteria", "field_config", "fields", "max_records",
@@ -483,16 +503,7 @@ int api_data_report_get(struct api_ctx *c, const char *report)
     char sealed[320];
     int rc;
     fv_model_where_init(&w);
-    if ((rc = find_report(c, report, &rep)) != FV_OK)
-        goto out;
-    if ((rc = api_query_allow(c, params)) != FV_OK)
-        goto out;
-    cols = fv_malloc(sizeof(*cols));
-    if (!cols) {
-        rc = FV_E_NOMEM;
-        goto out;
-    }
-    if ((rc = columns_from_request(c, rep, "quick_view", cols)) != FV_OK)
+    if ((rc = read_setup(c, report, params, "quick_view", &rep, &cols)) != FV_OK)
         goto out;
     const char *criteria = c->req->query(c->req->conn, "criteria");
     if (criteria && !criteria[0])
@@ -560,18 +571,9 @@ int api_data_record_get(struct api_ctx *c, const char *report, const char *idtex
     uint64_t id;
     int rc;
     fv_model_where_init(&w);
-    if ((rc = find_report(c, report, &rep)) != FV_OK)
-        goto out;
-    if ((rc = api_query_allow(c, params)) != FV_OK)
+    if ((rc = read_setup(c, report, params, "detail_view", &rep, &cols)) != FV_OK)
         goto out;
     if ((rc = parse_id(c, idtext, &id)) != FV_OK)
-        goto out;
-    cols = fv_malloc(sizeof(*cols));
-    if (!cols) {
-        rc = FV_E_NOMEM;
-        goto out;
-    }
-    if ((rc = columns_from_request(c, rep, "detail_view", cols)) != FV_OK)
         goto out;
     if ((rc = build_where(c, rep, NULL, &w)) != FV_OK)
         goto out;
