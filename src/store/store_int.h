@@ -7,6 +7,7 @@
 #define FV_STORE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 
 #include "store/store.h"
@@ -137,6 +138,7 @@ struct fv_store_form {
 struct fv_store_app {
     struct fv_app *app;
     int64_t created_ms;
+    int64_t modified_ms; /* fv_apps.modified of this version */
     bool current;
     struct fv_store_form *forms; /* [app->n_forms] */
     struct fv_store_app *next;
@@ -198,6 +200,9 @@ struct fv_tenant {
     /* app definitions: apps_lock guards the list */
     pthread_rwlock_t apps_lock;
     struct fv_store_app *apps;
+    /* another process's app installs are picked up at most this often */
+    atomic_llong apps_checked_ms;
+    int64_t data_version; /* PRAGMA data_version of the writer; writer only */
     bool sync_inited;
 };
 

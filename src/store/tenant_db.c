@@ -298,7 +298,7 @@ out:
 static int load_apps(struct fv_tenant *t)
 {
     static const char sql[] =
-        "SELECT link_name, definition, created FROM fv_apps ORDER BY link_name";
+        "SELECT link_name, definition, created, modified FROM fv_apps ORDER BY link_name";
     int rc = FV_OK;
     sqlite3_stmt *st = NULL;
     int src;
@@ -324,6 +324,7 @@ static int load_apps(struct fv_tenant *t)
             rc = rc == FV_E_NOMEM ? rc : FV_E_CORRUPT;
             goto out;
         }
+        a->modified_ms = sqlite3_column_int64(st, 3);
         a->next = t->apps;
         t->apps = a;
     }
@@ -446,11 +447,92 @@ void fv_store_writer_leave(struct fv_tenant *t)
 
 /* ------------------------------------------------------------------ apps */
 
+/* The writer's view of the current version of an app (writer only). */
+static struct fv_store_app *current_app(struct fv_tenant *t, const char *link)
+{
+    for (struct fv_store_app *a = t->apps; a; a = a->next)
+        if (a->current && strcmp(a->app->link_name, link) == 0)
+            return a;
+    return NULL;
+}
+
+/* PRAGMA data_version of the writer connection: it changes only when another
+ * connection (another process: the CLI) committed to the database. */
+static int writer_data_version(struct fv_tenant *t, int64_t *ret)
+{
+    static const char sql[] = "PRAGMA data_version";
+    sqlite3_stmt *st = NULL;
+    int rc = fv_store_conn_prepare(t->writer, sql, sizeof(sql) - 1, &st);
+    if (rc != FV_OK)
+        return rc;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *ret = sqlite3_column_int64(st, 0);
+    else
+        rc = fv_store_sqlite_err(src);
+    fv_store_stmt_done(st);
+    return rc;
+}
+
+/*
+ * Pick up app definitions another process installed or upgraded (`formvault
+ * app import` while the server runs): apps whose fv_apps.modified differs
+ * from the cached version are parsed again and published; old versions stay
+ * readable for handles that borrowed them. Runs as the tenant's writer.
+ */
+static int apps_refresh(struct fv_tenant *t)
+{
+    static const char sql[] = "SELECT link_name, definition, created, modified FROM fv_apps";
+    sqlite3_stmt *st = NULL;
+    int64_t version = 0;
+    int rc, src;
+    fv_store_writer_enter(t);
+    rc = writer_data_version(t, &version);
+    if (rc != FV_OK || version == t->data_version)
+        goto out;
+    rc = fv_store_conn_prepare(t->writer, sql, sizeof(sql) - 1, &st);
+    if (rc != FV_OK)
+        goto out;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *link = (const char *)sqlite3_column_text(st, 0);
+        const char *def = (const char *)sqlite3_column_text(st, 1);
+        int64_t modified = sqlite3_column_int64(st, 3);
+        struct fv_store_app *cur = link ? current_app(t, link) : NULL;
+        struct fv_app *app = NULL;
+        struct fv_store_app *a = NULL;
+        if (!link || !def || (cur && cur->modified_ms == modified))
+            continue;
+        if (fv_model_app_parse(def, (size_t)sqlite3_column_bytes(st, 1), &app, NULL) != FV_OK)
+            continue; /* keep serving the version we have */
+        if (app_entry_new(app, sqlite3_column_int64(st, 2), &a) != FV_OK)
+            continue;
+        a->modified_ms = modified;
+        (void)pthread_rwlock_wrlock(&t->apps_lock);
+        if (cur)
+            cur->current = false;
+        a->next = t->apps;
+        t->apps = a;
+        (void)pthread_rwlock_unlock(&t->apps_lock);
+    }
+    rc = src == SQLITE_DONE ? FV_OK : fv_store_sqlite_err(src);
+    if (rc == FV_OK)
+        t->data_version = version;
+out:
+    fv_store_stmt_done(st);
+    fv_store_writer_leave(t);
+    return rc;
+}
+
 int fv_store_sqlite_app_get(struct fv_tenant *t, const char *link, const struct fv_app **ret)
 {
     int rc = FV_E_NO_APP;
     if (!link)
         return rc;
+    /* At most once a second per tenant, one thread checks for outside installs. */
+    int64_t now = fv_time_now_ms();
+    long long last = atomic_load(&t->apps_checked_ms);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&t->apps_checked_ms, &last, now))
+        (void)apps_refresh(t); /* on failure the cached apps keep serving */
     (void)pthread_rwlock_rdlock(&t->apps_lock);
     for (struct fv_store_app *a = t->apps; a; a = a->next) {
         if (a->current && strcmp(a->app->link_name, link) == 0) {
@@ -495,15 +577,6 @@ int fv_store_sqlite_app_list(struct fv_tenant *t, struct fv_store_app_entry **re
     *ret = arr;
     *ret_n = n;
     return FV_OK;
-}
-
-/* The writer's view of the current version of an app (writer only). */
-static struct fv_store_app *current_app(struct fv_tenant *t, const char *link)
-{
-    for (struct fv_store_app *a = t->apps; a; a = a->next)
-        if (a->current && strcmp(a->app->link_name, link) == 0)
-            return a;
-    return NULL;
 }
 
 static int ddl(struct fv_tenant *t, struct fv_buf *b, struct fv_error *reterr, const char *what)
@@ -702,6 +775,7 @@ int fv_store_sqlite_app_install(struct fv_tenant *t, const char *json, size_t le
     old = current_app(t, entry->app->link_name);
     if (old)
         entry->created_ms = old->created_ms;
+    entry->modified_ms = now;
     rc = fv_store_conn_exec(t->writer, "BEGIN IMMEDIATE");
     if (rc != FV_OK)
         goto out;

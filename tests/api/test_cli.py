@@ -318,3 +318,37 @@ def test_csv_import_progress_line_on_a_terminal(importer, tmp_path, uniq):
     assert re.search(r"\d+ rows\s+\d+ rows/s\s+\d+%", tty.stdout), tty.stdout[-500:]
     piped = server.run("import", str(p), "--tenant", "acme", "--app", "shop", "--form", "Customer")
     assert "rows/s" not in piped.stderr
+
+
+def test_app_import_while_serving_is_picked_up(node, server, tmp_path, uniq):
+    """`formvault app import` from another process reaches the running server
+    within about a second: a new app, then an upgrade with a new field."""
+    import time
+    link = "late" + uniq[-6:]
+    app = {"format": 1, "link_name": link, "forms": [
+        {"link_name": "Note", "fields": [{"link_name": "Text", "type": "single_line"}]}],
+        "reports": [{"link_name": "All_Notes", "form": "Note"}]}
+    p = tmp_path / "late.json"
+    p.write_text(json.dumps(app))
+    r = server.run("app", "import", str(p), "--tenant", "acme")
+    assert r.returncode == 0, r.stderr
+    api = node.api(app=link)
+
+    def wait_for(fn, what):
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            got = fn()
+            if got:
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"the running server did not pick up {what}")
+
+    wait_for(lambda: api.add("Note", [{"Text": "a"}]).json().get("code") == 3000, "the new app")
+    app["forms"][0]["fields"].append({"link_name": "Extra", "type": "number"})
+    p.write_text(json.dumps(app))
+    r = server.run("app", "import", str(p), "--tenant", "acme")
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: api.add("Note", [{"Text": "b", "Extra": 7}]).json().get("code") == 3000,
+             "the new field")
+    rows = api.report("All_Notes").json()["data"]
+    assert sorted((x["Text"], x.get("Extra", "")) for x in rows) == [("a", ""), ("b", "7")], rows
