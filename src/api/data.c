@@ -338,6 +338,26 @@ static json_t *result_entry(struct api_ctx *c, const struct fv_form *form, int r
     return json_pack("{s:i,s:o,s:[s]}", "code", code, "data", data, "error", msg);
 }
 
+/*
+ * Reply to a multi-record write: {"code", "result" [, "more_records"]}. The
+ * top-level code is 3000 only when every record succeeded, else 3002
+ * (docs/api.md). results is borrowed; more_records may be NULL.
+ */
+static int reply_results(struct api_ctx *c, json_t *results, bool all_ok, const bool *more_records)
+{
+    int code = all_ok ? 3000 : 3002;
+    json_t *doc = json_pack("{s:i,s:O}", "code", code, "result", results);
+    if (doc && more_records &&
+        json_object_set_new(doc, "more_records", json_boolean(*more_records)) != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    int rc = api_reply_json(c, FV_OK, doc);
+    if (rc == FV_OK)
+        c->resp->creator_code = code;
+    return rc;
+}
+
 /* ------------------------------------------------------------ handlers */
 
 int api_data_add(struct api_ctx *c, const char *form_name)
@@ -425,10 +445,7 @@ int api_data_add(struct api_ctx *c, const char *form_name)
             goto out;
         }
     }
-    json_t *doc = json_pack("{s:i,s:O}", "code", all_ok ? 3000 : 3002, "result", results);
-    rc = api_reply_json(c, FV_OK, doc);
-    if (rc == FV_OK)
-        c->resp->creator_code = all_ok ? 3000 : 3002;
+    rc = reply_results(c, results, all_ok, NULL);
 out:
     json_decref(results);
     fv_free(slot);
@@ -803,12 +820,7 @@ static int report_write(struct api_ctx *c, const char *report, bool update)
             goto out;
         }
     }
-    /* As for add: 3000 only when every record succeeded, else 3002. */
-    rc = api_reply_json(c, FV_OK,
-                        json_pack("{s:i,s:O,s:b}", "code", all_ok ? 3000 : 3002, "result", results,
-                                  "more_records", x.more_records));
-    if (rc == FV_OK)
-        c->resp->creator_code = all_ok ? 3000 : 3002;
+    rc = reply_results(c, results, all_ok, &x.more_records);
 out:
     json_decref(results);
     fv_free(x.results);
