@@ -9,10 +9,10 @@ PACKAGES=(
     build-essential cmake pkg-config clang clang-format libclang-rt-14-dev git
     # libraries (DESIGN.md "Dependencies")
     libmicrohttpd-dev libgnutls28-dev libsodium-dev libsqlite3-dev
-    libjansson-dev libinih-dev libcsv-dev
+    libjansson-dev libinih-dev libcsv-dev libp11-kit-dev libgcrypt20-dev
     # unit and black-box tests
     libcmocka-dev python3 python3-pytest python3-requests curl sqlite3
-    gnutls-bin openssl
+    gnutls-bin openssl softhsm2 p11-kit
     # benchmarks
     wrk nginx-light
 )
