@@ -7,7 +7,7 @@ ASAN    ?= build-asan
 PYTHON  ?= /usr/bin/python3
 PYTEST   = $(PYTHON) -m pytest -q -p no:cacheprovider
 
-.PHONY: all build deps build-asan check check-unit check-clang check-tsan check-api check-asan check-lint run bench fuzz clean
+.PHONY: all build deps build-asan check check-unit check-clang check-tsan check-api check-asan check-lint run bench bench-encryption fuzz clean
 
 all: build
 
@@ -64,6 +64,11 @@ run: deps
 bench: build
 	@./bench/run.sh $(BUILD)/formvault
 
+# Encryption at rest vs a benchmark-only plain-VFS build, side by side; the
+# script builds both (build-bench-enc/, build-bench-plain/) with the same flags.
+bench-encryption: deps
+	@./bench/encryption.sh
+
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DFV_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
@@ -72,4 +77,4 @@ fuzz: deps
 	    $$t -max_total_time=$${FUZZ_SECONDS:-60} tests/fuzz/corpus/$$n || exit 1; done
 
 clean:
-	rm -rf $(BUILD) $(ASAN) build-fuzz build-clang build-tsan
+	rm -rf $(BUILD) $(ASAN) build-fuzz build-clang build-tsan build-bench-enc build-bench-plain

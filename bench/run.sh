@@ -168,9 +168,11 @@ fi
 
 # ------------------------------------------------------------------- setup
 export FORMVAULT_DATA_DIR=$tmp/data
+export FORMVAULT_KEK_FILE=$tmp/kek.key
 export FORMVAULT_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 unset FORMVAULT_CONFIG || true
 log "setting up $FORMVAULT_DATA_DIR ($data_fs)"
+"$bin" keys init --kek-file "$FORMVAULT_KEK_FILE" >/dev/null
 "$bin" init >/dev/null
 "$bin" tenant create "$tenant" >/dev/null
 "$bin" app import "$here/app.json" --tenant "$tenant" >/dev/null

@@ -12,6 +12,16 @@ data=${FORMVAULT_DATA_DIR:-./formvault-data}
 https_port=${FORMVAULT_HTTPS_PORT:-8443}
 tenant=demo
 marker="$data/.demo-loaded"
+# The master key (KEK) stays outside the data directory (DESIGN.md "Keys").
+export FORMVAULT_KEK_FILE=${FORMVAULT_KEK_FILE:-./formvault-kek.key}
+if [ ! -e "$FORMVAULT_KEK_FILE" ]; then
+    if [ -e "$data/node.key" ]; then
+        echo "formvault: $data is encrypted under a KEK that is not at $FORMVAULT_KEK_FILE" >&2
+        echo "formvault: set FORMVAULT_KEK_FILE, or remove $data and run 'make run' again" >&2
+        exit 1
+    fi
+    "$bin" keys init --kek-file "$FORMVAULT_KEK_FILE" >/dev/null
+fi
 
 "$bin" init >/dev/null
 if [ ! -e "$marker" ]; then

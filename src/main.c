@@ -11,12 +11,21 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
 #include "api/api.h"
+#include "cli.h"
 #include "core/core.h"
+#include "crypto/crypto.h"
 #include "http/http.h"
 #include "store/store.h"
 
 static const char *config_path;
+/* The KEK of the store opened by open_store (one per process). */
+static struct fv_kek *store_kek;
 
 static void usage_main(FILE *out)
 {
@@ -30,6 +39,8 @@ static void usage_main(FILE *out)
                        "  import <file.csv>         import records into a form\n"
                        "  token create              create an API token\n"
                        "  changelog                 print a tenant's change log (JSON lines)\n"
+                       "  keys ...                  KEK, tenant keys, rotation, BYOK "
+                       "(docs/keys.md)\n"
                        "  config docs|show          print the settings reference or the effective "
                        "settings\n"
                        "  version                   print the version\n\n"
@@ -37,21 +48,21 @@ static void usage_main(FILE *out)
                        "docs/configuration.md.\n");
 }
 
-static int fail(const char *what, int rc, const struct fv_error *e)
+int fv_cli_fail(const char *what, int rc, const struct fv_error *e)
 {
     (void)fprintf(stderr, "formvault: %s: %s\n", what,
                   e && e->code != FV_OK && e->msg[0] ? e->msg : fv_err_describe(rc));
     return 1;
 }
 
-static int load_config(struct fv_config *cfg)
+int fv_cli_load_config(struct fv_config *cfg)
 {
     struct fv_error e;
     fv_error_init(&e);
     const char *path = config_path ? config_path : getenv("FORMVAULT_CONFIG");
     int rc = fv_config_load(path, cfg, &e);
     if (rc != FV_OK)
-        return fail("configuration", rc, &e);
+        return fv_cli_fail("configuration", rc, &e);
     if (strcmp(cfg->log_level, "debug") == 0)
         fv_log_set_level(FV_LOG_DEBUG);
     else if (strcmp(cfg->log_level, "warn") == 0)
@@ -61,20 +72,96 @@ static int load_config(struct fv_config *cfg)
     return 0;
 }
 
-static int open_store(const struct fv_config *cfg, struct fv_store **ret)
+int fv_cli_open_kek(const struct fv_config *cfg, struct fv_kek **ret)
 {
     struct fv_error e;
+    int rc;
     fv_error_init(&e);
-    struct fv_store_options opt = {cfg->data_dir, cfg->tenant_cache_size, cfg->group_commit_max,
-                                   false};
-    int rc = fv_store_open(&opt, ret, &e);
+    if (strcmp(cfg->kek_provider, "pkcs11") == 0) {
+        char pin[256];
+        if (!cfg->kek_pkcs11_module[0] || !cfg->kek_pkcs11_token[0] || !cfg->kek_pkcs11_pin_file[0])
+            return fv_cli_fail("opening the KEK", FV_E_INVALID,
+                               (fv_error_set(&e, FV_E_INVALID, SIZE_MAX,
+                                             "kek_provider = pkcs11 needs kek_pkcs11_module, "
+                                             "kek_pkcs11_token and kek_pkcs11_pin_file"),
+                                &e));
+        rc = fv_cli_read_secret_file(cfg->kek_pkcs11_pin_file, pin, sizeof(pin), &e);
+        if (rc == FV_OK)
+            rc = fv_crypto_kek_pkcs11_open(ret, cfg->kek_pkcs11_module, cfg->kek_pkcs11_token,
+                                           cfg->kek_pkcs11_key, pin, &e);
+        fv_wipe(pin, sizeof(pin));
+    } else {
+        if (!cfg->kek_file[0])
+            return fv_cli_fail("opening the KEK", FV_E_KEY_UNAVAILABLE,
+                               (fv_error_set(&e, FV_E_KEY_UNAVAILABLE, SIZE_MAX,
+                                             "no KEK configured: create one with 'formvault keys "
+                                             "init --kek-file PATH' (outside data_dir) and set "
+                                             "kek_file (or FORMVAULT_KEK_FILE)"),
+                                &e));
+        rc = fv_crypto_kek_file_open(ret, cfg->kek_file, cfg->data_dir, &e);
+    }
     if (rc != FV_OK)
-        return fail("opening the data directory", rc, &e);
+        return fv_cli_fail("opening the KEK", rc, &e);
     return 0;
 }
 
+int fv_cli_read_secret_file(const char *path, char *out, size_t cap, struct fv_error *e)
+{
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return fv_error_set(e, FV_E_KEY_UNAVAILABLE, SIZE_MAX, "cannot read '%s': %s", path,
+                            strerror(errno));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 077) != 0) {
+        (void)close(fd);
+        return fv_error_set(e, FV_E_INVALID, SIZE_MAX,
+                            "'%s' must be a regular file readable only by its owner (chmod 0400)",
+                            path);
+    }
+    ssize_t n = read(fd, out, cap - 1);
+    (void)close(fd);
+    if (n <= 0)
+        return fv_error_set(e, FV_E_INVALID, SIZE_MAX, "'%s' is empty", path);
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return FV_OK;
+}
+
+int fv_cli_open_store(const struct fv_config *cfg, struct fv_store **ret)
+{
+    struct fv_error e;
+    fv_error_init(&e);
+    if (!store_kek && fv_cli_open_kek(cfg, &store_kek) != 0)
+        return 1;
+    struct fv_store_options opt = {cfg->data_dir, cfg->tenant_cache_size, cfg->group_commit_max,
+                                   false, store_kek};
+    int rc = fv_store_open(&opt, ret, &e);
+    if (rc != FV_OK)
+        return fv_cli_fail("opening the data directory", rc, &e);
+    return 0;
+}
+
+void fv_cli_close_store(struct fv_store *s)
+{
+    fv_store_close(s);
+    fv_crypto_kek_free(store_kek);
+    store_kek = NULL;
+}
+
+int fv_cli_server_running(const char *data_dir)
+{
+    char path[FV_CONFIG_PATH_MAX + 16];
+    (void)snprintf(path, sizeof(path), "%s/serve.lock", data_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    int running = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    (void)close(fd);
+    return running;
+}
+
 /* True when argv holds -h/--help; prints usage to stdout. */
-static bool want_help(int argc, char **argv, const char *usage)
+bool fv_cli_want_help(int argc, char **argv, const char *usage)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -86,7 +173,7 @@ static bool want_help(int argc, char **argv, const char *usage)
 }
 
 /* Parse --name value pairs into vals[] for the given names; positional args into pos[]. */
-static int parse_flags(int argc, char **argv, const char *const *names, const char **vals, size_t n,
+int fv_cli_parse_flags(int argc, char **argv, const char *const *names, const char **vals, size_t n,
                        const char **pos, size_t npos, const char *usage)
 {
     size_t np = 0;
@@ -125,6 +212,108 @@ static int parse_flags(int argc, char **argv, const char *const *names, const ch
 
 /* ----------------------------------------------------------------- serve */
 
+/*
+ * The key thread of a serving node: every key_check_interval_ms it picks up
+ * key changes made by the CLI (revocation, rotation, shredding, BYOK),
+ * checks that HSM-held KEKs are reachable, and runs rotation jobs.
+ */
+struct key_thread {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    bool started;
+    struct fv_store *store;
+    int interval_ms;
+};
+
+static void *key_thread_main(void *arg)
+{
+    struct key_thread *k = arg;
+    char last_err[FV_ERROR_MSG_MAX] = "";
+    (void)pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        (void)pthread_mutex_unlock(&k->mu);
+        int rc = fv_store_keys_refresh(k->store, false);
+        if (rc != FV_OK)
+            fv_log(FV_LOG_WARN, "keys: refresh failed, retrying: %s", fv_strerror(rc));
+        size_t pending = 0;
+        struct fv_error e;
+        fv_error_init(&e);
+        bool progress = true;
+        rc = fv_store_keys_jobs_run(k->store, 200, &pending, &progress, &e);
+        if (rc != FV_OK && strcmp(last_err, e.msg) != 0) {
+            fv_log(FV_LOG_WARN, "keys: rotation job step failed, retrying: %s",
+                   e.msg[0] ? e.msg : fv_strerror(rc));
+            (void)fv_strlcpy(last_err, e.msg, sizeof(last_err));
+        }
+        int wait_ms = pending > 0 && progress && rc == FV_OK ? 10 : k->interval_ms;
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += wait_ms / 1000;
+        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_mutex_lock(&k->mu);
+        if (!k->stop)
+            (void)pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+    }
+    (void)pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+static int key_thread_start(struct key_thread *k, struct fv_store *store, int interval_ms)
+{
+    memset(k, 0, sizeof(*k));
+    k->store = store;
+    k->interval_ms = interval_ms;
+    if (pthread_mutex_init(&k->mu, NULL) != 0)
+        return FV_E_NOMEM;
+    if (pthread_cond_init(&k->cv, NULL) != 0) {
+        (void)pthread_mutex_destroy(&k->mu);
+        return FV_E_NOMEM;
+    }
+    if (pthread_create(&k->th, NULL, key_thread_main, k) != 0) {
+        (void)pthread_cond_destroy(&k->cv);
+        (void)pthread_mutex_destroy(&k->mu);
+        return FV_E_NOMEM;
+    }
+    k->started = true;
+    return FV_OK;
+}
+
+static void key_thread_stop(struct key_thread *k)
+{
+    if (!k->started)
+        return;
+    (void)pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    (void)pthread_cond_signal(&k->cv);
+    (void)pthread_mutex_unlock(&k->mu);
+    (void)pthread_join(k->th, NULL);
+    (void)pthread_cond_destroy(&k->cv);
+    (void)pthread_mutex_destroy(&k->mu);
+    k->started = false;
+}
+
+/* Hold data_dir/serve.lock (flock) while serving: the CLI's operations that
+ * need the server stopped (KEK rotation) test it. Returns the fd or -1. */
+static int serve_lock(const char *data_dir)
+{
+    char path[FV_CONFIG_PATH_MAX + 16];
+    (void)snprintf(path, sizeof(path), "%s/serve.lock", data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        (void)close(fd);
+        return -2;
+    }
+    return fd;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     static const char usage[] =
@@ -137,17 +326,18 @@ static int cmd_serve(int argc, char **argv)
     struct fv_api *api = NULL;
     struct fv_http_server *srv = NULL;
     struct fv_error e;
+    struct key_thread keys;
+    int lock_fd = -1;
     int ret = 1;
-    if (want_help(argc, argv, usage))
+    memset(&keys, 0, sizeof(keys));
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
     if (argc > 1) {
         (void)fprintf(stderr, "formvault: serve takes no arguments\n%s", usage);
         return 2;
     }
-    if (load_config(&cfg) != 0)
+    if (fv_cli_load_config(&cfg) != 0)
         return 1;
-    /* Keys and tokens pass through this process: no core dumps, no ptrace by others. */
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -155,16 +345,27 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGPIPE);
     /* Block before any thread starts so that only sigwait() sees these signals. */
     (void)pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (open_store(&cfg, &store) != 0)
+    if (fv_cli_open_store(&cfg, &store) != 0)
         goto out;
+    lock_fd = serve_lock(cfg.data_dir);
+    if (lock_fd < 0) {
+        (void)fprintf(stderr, "formvault: %s\n",
+                      lock_fd == -2 ? "another 'formvault serve' is using this data directory"
+                                    : "cannot create serve.lock in the data directory");
+        goto out;
+    }
+    if (key_thread_start(&keys, store, cfg.key_check_interval_ms) != FV_OK) {
+        (void)fv_cli_fail("starting the key thread", FV_E_NOMEM, NULL);
+        goto out;
+    }
     if (fv_api_new(&cfg, store, &api) != FV_OK) {
-        (void)fail("starting", FV_E_NOMEM, NULL);
+        (void)fv_cli_fail("starting", FV_E_NOMEM, NULL);
         goto out;
     }
     fv_error_init(&e);
     int rc = fv_http_server_start(&cfg, api, &srv, &e);
     if (rc != FV_OK) {
-        (void)fail("starting the listeners", rc, &e);
+        (void)fv_cli_fail("starting the listeners", rc, &e);
         goto out;
     }
     struct fv_http_server_info ports;
@@ -192,8 +393,11 @@ static int cmd_serve(int argc, char **argv)
     ret = 0;
 out:
     fv_http_server_stop(srv);
+    key_thread_stop(&keys);
     fv_api_free(api);
-    fv_store_close(store);
+    fv_cli_close_store(store);
+    if (lock_fd >= 0)
+        (void)close(lock_fd);
     return ret;
 }
 
@@ -209,21 +413,21 @@ static int cmd_init(int argc, char **argv)
     struct fv_store *store = NULL;
     struct fv_error e;
     char *cert = NULL, *key = NULL;
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
     if (argc > 1) {
         (void)fprintf(stderr, "formvault: init takes no arguments\n%s", usage);
         return 2;
     }
-    if (load_config(&cfg) != 0 || open_store(&cfg, &store) != 0)
+    if (fv_cli_load_config(&cfg) != 0 || fv_cli_open_store(&cfg, &store) != 0)
         return 1;
     fv_error_init(&e);
     int rc = fv_http_tls_ensure(cfg.data_dir, &cfg, &cert, &key, &e);
     fv_http_tls_key_free(key);
     fv_free(cert);
-    fv_store_close(store);
+    fv_cli_close_store(store);
     if (rc != FV_OK)
-        return fail("preparing the TLS certificate", rc, &e);
+        return fv_cli_fail("preparing the TLS certificate", rc, &e);
     (void)printf("initialised %s\n", cfg.data_dir);
     return 0;
 }
@@ -232,29 +436,57 @@ static int cmd_init(int argc, char **argv)
 
 static int cmd_tenant(int argc, char **argv)
 {
-    static const char usage[] = "usage: formvault tenant create <name> [--region REGION]\n"
-                                "       formvault tenant list\n\n"
-                                "A tenant name is the {owner} in API URLs: letters, digits and "
-                                "'_', starting with a letter.\n";
-    static const char *const names[] = {"region"};
-    const char *vals[1] = {NULL};
+    static const char usage[] =
+        "usage: formvault tenant create <name> [--region REGION]\n"
+        "       formvault tenant list\n"
+        "       formvault tenant shred <name> --yes\n\n"
+        "A tenant name is the {owner} in API URLs: letters, digits and '_', starting with a\n"
+        "letter. shred destroys every wrapped root key of the tenant (crypto-shredding):\n"
+        "its databases, files and every backup of them become unreadable. Irreversible.\n";
+    static const char *const names[] = {"region", "yes"};
+    const char *vals[2] = {NULL, NULL};
     const char *pos[2];
     struct fv_config cfg;
     struct fv_store *store = NULL;
     struct fv_error e;
     int ret = 1;
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
     if (argc < 2) {
         (void)fputs(usage, stderr);
         return 2;
     }
-    if (parse_flags(argc - 1, argv + 1, names, vals, 1, pos, 2, usage) != 0)
+    /* --yes takes no value: give it one for the flag parser. */
+    char *args[64];
+    int nargs = 0;
+    for (int i = 1; i < argc && nargs < (int)FV_ARRAY_LEN(args); i++)
+        args[nargs++] = strcmp(argv[i], "--yes") == 0 ? (char *)"--yes=1" : argv[i];
+    if (fv_cli_parse_flags(nargs, args, names, vals, 2, pos, 2, usage) != 0)
         return 2;
-    if (load_config(&cfg) != 0 || open_store(&cfg, &store) != 0)
+    if (fv_cli_load_config(&cfg) != 0 || fv_cli_open_store(&cfg, &store) != 0)
         return 1;
     fv_error_init(&e);
-    if (strcmp(argv[1], "create") == 0) {
+    if (strcmp(argv[1], "shred") == 0) {
+        struct fv_store_tenant_info info;
+        if (!pos[0] || !vals[1]) {
+            (void)fprintf(stderr,
+                          "formvault: tenant shred needs a name and --yes (it is irreversible)\n%s",
+                          usage);
+            ret = 2;
+            goto out;
+        }
+        int rc = fv_store_tenant_find(store, pos[0], &info);
+        if (rc == FV_OK)
+            rc = fv_store_tenant_shred(store, info.id, &e);
+        if (rc != FV_OK) {
+            ret = fv_cli_fail("shredding the tenant", rc, &e);
+            goto out;
+        }
+        (void)printf("shredded tenant '%s' (id %lld): its root keys are destroyed and its data "
+                     "is unreadable\n",
+                     info.name, (long long)info.id);
+        ret = 0;
+    } else if (strcmp(argv[1], "create") == 0) {
         if (!pos[0]) {
             (void)fprintf(stderr, "formvault: tenant create needs a name\n%s", usage);
             ret = 2;
@@ -263,7 +495,7 @@ static int cmd_tenant(int argc, char **argv)
         struct fv_store_tenant_info info;
         int rc = fv_store_tenant_create(store, pos[0], vals[0] ? vals[0] : cfg.region, &info, &e);
         if (rc != FV_OK) {
-            ret = fail("creating the tenant", rc, &e);
+            ret = fv_cli_fail("creating the tenant", rc, &e);
             goto out;
         }
         (void)printf("created tenant '%s' (id %lld, region %s)\n", info.name, (long long)info.id,
@@ -274,15 +506,15 @@ static int cmd_tenant(int argc, char **argv)
         size_t n = 0;
         int rc = fv_store_tenant_list(store, &list, &n);
         if (rc != FV_OK) {
-            ret = fail("listing tenants", rc, NULL);
+            ret = fv_cli_fail("listing tenants", rc, NULL);
             goto out;
         }
-        (void)printf("%-6s %-24s %-8s %s\n", "ID", "NAME", "REGION", "CREATED");
+        (void)printf("%-6s %-24s %-8s %-24s %s\n", "ID", "NAME", "REGION", "CREATED", "STATE");
         for (size_t i = 0; i < n; i++) {
             char ts[32];
             fv_time_format_iso(list[i].created_ms, ts, sizeof(ts));
-            (void)printf("%-6lld %-24s %-8s %s\n", (long long)list[i].id, list[i].name,
-                         list[i].region, ts);
+            (void)printf("%-6lld %-24s %-8s %-24s %s\n", (long long)list[i].id, list[i].name,
+                         list[i].region, ts, list[i].state);
         }
         fv_free(list);
         ret = 0;
@@ -291,7 +523,7 @@ static int cmd_tenant(int argc, char **argv)
         ret = 2;
     }
 out:
-    fv_store_close(store);
+    fv_cli_close_store(store);
     return ret;
 }
 
@@ -353,13 +585,13 @@ static int cmd_app(int argc, char **argv)
     char *text = NULL;
     size_t len = 0;
     int ret = 1;
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
     if (argc < 2) {
         (void)fputs(usage, stderr);
         return 2;
     }
-    if (parse_flags(argc - 1, argv + 1, names, vals, 1, pos, 1, usage) != 0)
+    if (fv_cli_parse_flags(argc - 1, argv + 1, names, vals, 1, pos, 1, usage) != 0)
         return 2;
     if (!vals[0] || !pos[0]) {
         (void)fprintf(stderr, "formvault: app %s needs a file or app and --tenant\n%s", argv[1],
@@ -371,7 +603,7 @@ static int cmd_app(int argc, char **argv)
         (void)fprintf(stderr, "formvault: unknown app command '%s'\n%s", argv[1], usage);
         return 2;
     }
-    if (load_config(&cfg) != 0 || open_store(&cfg, &store) != 0)
+    if (fv_cli_load_config(&cfg) != 0 || fv_cli_open_store(&cfg, &store) != 0)
         return 1;
     if (with_tenant(store, vals[0], &t) != FV_OK)
         goto out;
@@ -386,7 +618,7 @@ static int cmd_app(int argc, char **argv)
         fv_error_init(&e);
         rc = fv_store_app_install(t, text, len, "cli", &e);
         if (rc != FV_OK) {
-            ret = fail(pos[0], rc, &e);
+            ret = fv_cli_fail(pos[0], rc, &e);
             goto out;
         }
         (void)printf("installed app from %s into tenant '%s'\n", pos[0], vals[0]);
@@ -400,7 +632,7 @@ static int cmd_app(int argc, char **argv)
         json_t *doc = fv_model_app_to_json(app);
         if (!doc || json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
             json_decref(doc);
-            (void)fail("export", FV_E_NOMEM, NULL);
+            (void)fv_cli_fail("export", FV_E_NOMEM, NULL);
             goto out;
         }
         json_decref(doc);
@@ -411,7 +643,7 @@ out:
     fv_free(text);
     if (t)
         fv_store_tenant_release(t);
-    fv_store_close(store);
+    fv_cli_close_store(store);
     return ret;
 }
 
@@ -459,16 +691,16 @@ static int cmd_import(int argc, char **argv)
     const char *pos[1];
     struct fv_config cfg;
     struct fv_store *store = NULL;
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
-    if (parse_flags(argc, argv, names, vals, 3, pos, 1, usage) != 0)
+    if (fv_cli_parse_flags(argc, argv, names, vals, 3, pos, 1, usage) != 0)
         return 2;
     if (!pos[0] || !vals[0] || !vals[1] || !vals[2]) {
         (void)fprintf(stderr, "formvault: import needs a file, --tenant, --app and --form\n%s",
                       usage);
         return 2;
     }
-    if (load_config(&cfg) != 0 || open_store(&cfg, &store) != 0)
+    if (fv_cli_load_config(&cfg) != 0 || fv_cli_open_store(&cfg, &store) != 0)
         return 1;
     struct import_ui ui = {isatty(STDERR_FILENO) == 1, 0, fv_time_mono_ns()};
     struct fv_api_import_stats st = {0};
@@ -476,11 +708,11 @@ static int cmd_import(int argc, char **argv)
     fv_error_init(&e);
     int rc = fv_api_import_csv(store, vals[0], vals[1], vals[2], pos[0], import_error,
                                import_progress, &ui, &st, &e);
-    fv_store_close(store);
+    fv_cli_close_store(store);
     if (ui.tty)
         (void)fputs("\r\033[K", stderr);
     if (rc != FV_OK)
-        return fail(pos[0], rc, &e);
+        return fv_cli_fail(pos[0], rc, &e);
     double secs = (double)(fv_time_mono_ns() - ui.start_ns) / 1e9;
     (void)printf("imported %zu of %zu rows into %s.%s (%zu rejected) in %.1f s\n", st.imported,
                  st.rows, vals[1], vals[2], st.failed, secs);
@@ -546,13 +778,13 @@ static int cmd_token(int argc, char **argv)
     struct fv_config cfg;
     struct fv_store *store = NULL;
     char token[128];
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
     if (argc < 2 || strcmp(argv[1], "create") != 0) {
         (void)fputs(usage, stderr);
         return 2;
     }
-    if (parse_flags(argc - 1, argv + 1, names, vals, 4, pos, 0, usage) != 0)
+    if (fv_cli_parse_flags(argc - 1, argv + 1, names, vals, 4, pos, 0, usage) != 0)
         return 2;
     if (!vals[0] || !vals[1]) {
         (void)fprintf(stderr, "formvault: token create needs --tenant and --scopes\n%s", usage);
@@ -566,14 +798,14 @@ static int cmd_token(int argc, char **argv)
                       vals[2]);
         return 2;
     }
-    if (load_config(&cfg) != 0 || open_store(&cfg, &store) != 0)
+    if (fv_cli_load_config(&cfg) != 0 || fv_cli_open_store(&cfg, &store) != 0)
         return 1;
     struct fv_error e;
     fv_error_init(&e);
     int rc = fv_api_token_create(store, vals[0], vals[1], ttl, vals[3], token, sizeof(token), &e);
-    fv_store_close(store);
+    fv_cli_close_store(store);
     if (rc != FV_OK)
-        return fail("creating the token", rc, &e);
+        return fv_cli_fail("creating the token", rc, &e);
     (void)printf("%s\n", token);
     fv_wipe(token, sizeof(token));
     return 0;
@@ -594,9 +826,9 @@ static int cmd_changelog(int argc, char **argv)
     struct fv_store *store = NULL;
     struct fv_tenant *t = NULL;
     int ret = 1;
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
-    if (parse_flags(argc, argv, names, vals, 3, pos, 0, usage) != 0)
+    if (fv_cli_parse_flags(argc, argv, names, vals, 3, pos, 0, usage) != 0)
         return 2;
     int64_t after = 0, limit = 1000000;
     if (!vals[0] || (vals[1] && fv_parse_i64(vals[1], strlen(vals[1]), &after) != FV_OK) ||
@@ -607,7 +839,7 @@ static int cmd_changelog(int argc, char **argv)
                       usage);
         return 2;
     }
-    if (load_config(&cfg) != 0 || open_store(&cfg, &store) != 0)
+    if (fv_cli_load_config(&cfg) != 0 || fv_cli_open_store(&cfg, &store) != 0)
         return 1;
     if (with_tenant(store, vals[0], &t) != FV_OK)
         goto out;
@@ -616,7 +848,7 @@ static int cmd_changelog(int argc, char **argv)
         size_t chunk = limit > 1000 ? 1000 : (size_t)limit;
         int rc = fv_store_changelog_read(t, after, chunk, &rows);
         if (rc != FV_OK) {
-            ret = fail("reading the change log", rc, NULL);
+            ret = fv_cli_fail("reading the change log", rc, NULL);
             goto out;
         }
         size_t i;
@@ -640,7 +872,7 @@ static int cmd_changelog(int argc, char **argv)
 out:
     if (t)
         fv_store_tenant_release(t);
-    fv_store_close(store);
+    fv_cli_close_store(store);
     return ret;
 }
 
@@ -652,7 +884,7 @@ static int cmd_config(int argc, char **argv)
         "usage: formvault config docs    print docs/configuration.md (from the settings table)\n"
         "       formvault config show    print the effective settings (file + environment)\n";
     struct fv_buf b;
-    if (want_help(argc, argv, usage))
+    if (fv_cli_want_help(argc, argv, usage))
         return 0;
     if (argc != 2) {
         (void)fputs(usage, stderr);
@@ -661,7 +893,7 @@ static int cmd_config(int argc, char **argv)
     if (strcmp(argv[1], "docs") == 0) {
         fv_buf_init(&b, 1u << 20);
         if (fv_config_docs(&b) != FV_OK)
-            return fail("config docs", FV_E_NOMEM, NULL);
+            return fv_cli_fail("config docs", FV_E_NOMEM, NULL);
         (void)fwrite(b.p, 1, b.len, stdout);
         fv_buf_release(&b);
         return 0;
@@ -669,7 +901,7 @@ static int cmd_config(int argc, char **argv)
     if (strcmp(argv[1], "show") == 0) {
         struct fv_config cfg;
         size_t n;
-        if (load_config(&cfg) != 0)
+        if (fv_cli_load_config(&cfg) != 0)
             return 1;
         const struct fv_config_entry *t = fv_config_table(&n);
         for (size_t i = 0; i < n; i++) {
@@ -691,6 +923,8 @@ static int cmd_config(int argc, char **argv)
 int main(int argc, char **argv)
 {
     int i = 1;
+    /* Every command may unwrap keys: no core dumps, no ptrace by other users. */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     while (i < argc && argv[i][0] == '-') {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config_path = argv[i + 1];
@@ -733,8 +967,10 @@ int main(int argc, char **argv)
         return cmd_changelog(sub_argc, sub_argv);
     if (strcmp(cmd, "config") == 0)
         return cmd_config(sub_argc, sub_argv);
+    if (strcmp(cmd, "keys") == 0)
+        return fv_cli_keys(sub_argc, sub_argv);
     if (strcmp(cmd, "version") == 0) {
-        if (want_help(sub_argc, sub_argv, "usage: formvault version\n"))
+        if (fv_cli_want_help(sub_argc, sub_argv, "usage: formvault version\n"))
             return 0;
         (void)printf("formvault %s\n", FV_VERSION);
         return 0;

@@ -524,6 +524,7 @@ void fv_api_handle(struct fv_api *api, const struct fv_api_request *req,
     c.req = req;
     c.resp = resp;
     fv_error_init(&c.err);
+    fv_store_last_error_clear();
     int rc = dispatch(&c);
     if (rc != FV_OK) {
         if (rc == FV_E_NO_ROUTE && c.err.code == FV_OK)
@@ -535,11 +536,17 @@ void fv_api_handle(struct fv_api *api, const struct fv_api_request *req,
         fv_api_error_map(rc, &status, &code);
         if (status >= 500)
             fv_log_kv(FV_LOG_ERROR, "request failed", "request_id", req->request_id, "route",
-                      resp->route, "error", fv_strerror(rc), "detail", c.err.msg, NULL);
+                      resp->route, "error", fv_strerror(rc), "detail",
+                      c.err.msg[0] ? c.err.msg : fv_store_last_error(), NULL);
         api_reply_error(&c, rc);
     }
     if (c.body)
         json_decref(c.body);
     if (c.tenant)
         fv_store_tenant_release(c.tenant);
+}
+
+bool fv_api_keys_ok(struct fv_api *api)
+{
+    return fv_store_keys_kek_ok(api->store);
 }

@@ -79,6 +79,9 @@ void fv_api_error_map(int rc, int *ret_status, int *ret_creator_code);
  */
 int fv_api_error_record_code(int rc);
 
+/* False while the node's KEK is unreachable (an HSM gone): /readyz says so. */
+bool fv_api_keys_ok(struct fv_api *api);
+
 /* ------------------------------------------------------------ API tokens */
 
 /*

@@ -34,7 +34,11 @@ int fv_api_token_create(struct fv_store *s, const char *tenant, const char *scop
     if ((rc = fv_auth_token_generate(text, sizeof(text), hash)) != FV_OK)
         goto out;
     if ((rc = fv_store_token_insert(s, &tok, hash, &id)) != FV_OK) {
-        (void)fv_error_set(reterr, rc, SIZE_MAX, "cannot store the token");
+        if (rc == FV_E_KEY_UNAVAILABLE)
+            (void)fv_error_set(reterr, rc, SIZE_MAX,
+                               "tenant '%.64s' is shredded: its keys are destroyed", tenant);
+        else
+            (void)fv_error_set(reterr, rc, SIZE_MAX, "cannot store the token");
         goto out;
     }
     rc = fv_strlcpy(ret_token, text, cap);

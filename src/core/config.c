@@ -61,6 +61,20 @@ static const struct fv_config_entry config_rows[] = {
     ROW_S(region, "us", "Region this node serves (us, eu, in, au, cn, jp, ca, sa, ae)."),
     ROW_S(log_level, "info", "Minimum log level: debug, info, warn or error."),
     ROW_S(log_file, "", "Append JSON-lines logs to this file; empty = standard error."),
+    ROW_S(kek_provider, "file",
+          "Where the master key (KEK) lives: 'file' (kek_file) or 'pkcs11' (an HSM token). "
+          "The KEK wraps every tenant root key and the node key (docs/keys.md)."),
+    ROW_S(kek_file, "",
+          "file provider: path of the 32-byte KEK, outside data_dir, mode 0400 or 0600. "
+          "Create one with 'formvault keys init --kek-file PATH'."),
+    ROW_S(kek_pkcs11_module, "", "pkcs11 provider: path of the PKCS#11 module (.so)."),
+    ROW_S(kek_pkcs11_token, "", "pkcs11 provider: label of the token holding the KEK."),
+    ROW_S(kek_pkcs11_key, "formvault-kek", "pkcs11 provider: label of the AES-256 key object."),
+    ROW_S(kek_pkcs11_pin_file, "",
+          "pkcs11 provider: file holding the token's user PIN (mode 0400 or 0600)."),
+    ROW_I(key_check_interval_ms, "1000", 100, 600000,
+          "How often the server re-reads key state (revocations, rotations, shredding by the "
+          "CLI) and checks that HSM keys are still reachable, in milliseconds."),
 };
 
 _Static_assert(sizeof(int) == sizeof(((struct fv_config *)0)->https_port), "int settings");
@@ -162,6 +176,9 @@ static int validate(const struct fv_config *cfg, struct fv_error *reterr)
     if (!ok)
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
                             "'log_level' must be debug, info, warn or error");
+    if (strcmp(cfg->kek_provider, "file") != 0 && strcmp(cfg->kek_provider, "pkcs11") != 0)
+        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
+                            "'kek_provider' must be file or pkcs11");
     if (cfg->data_dir[0] == '\0')
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "'data_dir' must not be empty");
     if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0'))

@@ -244,26 +244,33 @@ void fv_log_request(const struct fv_log_request *r);
 #define FV_CONFIG_PATH_MAX 1024
 struct fv_config {
     char data_dir[FV_CONFIG_PATH_MAX];
-    char bind[64];                     /* public listener address */
-    int https_port;                    /* public HTTPS port */
-    int http_port;                     /* plain-HTTP redirect port; 0 disables */
-    char operator_bind[64];            /* operator listener address */
-    int operator_port;                 /* operator HTTPS port */
-    char public_url[256];              /* external base URL for redirects; "" = derive */
-    char tls_cert[FV_CONFIG_PATH_MAX]; /* PEM cert; "" = self-signed in data dir */
-    char tls_key[FV_CONFIG_PATH_MAX];  /* PEM key */
-    int threads;                       /* HTTP worker threads; 0 = number of cores */
-    int write_threads;                 /* threads that run writes (group commit) */
-    int max_connections;               /* connection limit per listener */
-    int connection_timeout_s;          /* idle keep-alive timeout, seconds */
-    int64_t max_body_bytes;            /* largest accepted request body, bytes */
-    int max_records_per_write;         /* records per add request (Creator: 200) */
-    int max_json_depth;                /* nesting limit for request bodies */
-    int tenant_cache_size;             /* open tenant databases kept */
-    int group_commit_max;              /* writes folded into one commit at most */
-    char region[16];                   /* this node's region, e.g. "us" */
-    char log_level[16];                /* debug, info, warn, error */
-    char log_file[FV_CONFIG_PATH_MAX]; /* "" = stderr */
+    char bind[64];                                /* public listener address */
+    int https_port;                               /* public HTTPS port */
+    int http_port;                                /* plain-HTTP redirect port; 0 disables */
+    char operator_bind[64];                       /* operator listener address */
+    int operator_port;                            /* operator HTTPS port */
+    char public_url[256];                         /* external base URL for redirects; "" = derive */
+    char tls_cert[FV_CONFIG_PATH_MAX];            /* PEM cert; "" = self-signed in data dir */
+    char tls_key[FV_CONFIG_PATH_MAX];             /* PEM key */
+    int threads;                                  /* HTTP worker threads; 0 = number of cores */
+    int write_threads;                            /* threads that run writes (group commit) */
+    int max_connections;                          /* connection limit per listener */
+    int connection_timeout_s;                     /* idle keep-alive timeout, seconds */
+    int64_t max_body_bytes;                       /* largest accepted request body, bytes */
+    int max_records_per_write;                    /* records per add request (Creator: 200) */
+    int max_json_depth;                           /* nesting limit for request bodies */
+    int tenant_cache_size;                        /* open tenant databases kept */
+    int group_commit_max;                         /* writes folded into one commit at most */
+    char region[16];                              /* this node's region, e.g. "us" */
+    char log_level[16];                           /* debug, info, warn, error */
+    char log_file[FV_CONFIG_PATH_MAX];            /* "" = stderr */
+    char kek_provider[16];                        /* "file" or "pkcs11" */
+    char kek_file[FV_CONFIG_PATH_MAX];            /* file provider: 32-byte key, outside data_dir */
+    char kek_pkcs11_module[FV_CONFIG_PATH_MAX];   /* pkcs11: module .so */
+    char kek_pkcs11_token[64];                    /* pkcs11: token label */
+    char kek_pkcs11_key[64];                      /* pkcs11: AES key label */
+    char kek_pkcs11_pin_file[FV_CONFIG_PATH_MAX]; /* pkcs11: file holding the user PIN */
+    int key_check_interval_ms;                    /* how often key state is re-checked */
 };
 
 enum fv_config_type { FV_CONFIG_STRING, FV_CONFIG_INT };

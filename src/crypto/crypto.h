@@ -264,7 +264,7 @@ FV_MUST_CHECK int fv_crypto_keyring_secret(struct fv_secret **ret, struct fv_key
 struct fv_kek;
 
 struct fv_kek_ops {
-    int version; /* FV_CRYPTO_KEK_OPS_VERSION */
+    int version;      /* FV_CRYPTO_KEK_OPS_VERSION */
     const char *name; /* "file", "pkcs11", "imported" */
     int (*wrap)(struct fv_kek *kek, uint8_t *out, size_t *ret_len, const uint8_t *key,
                 size_t keylen, const uint8_t *ad, size_t adlen);

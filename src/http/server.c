@@ -692,6 +692,9 @@ static enum MHD_Result handle_operator(struct req_ctx *ctx, const char *method)
     if (strcmp(route, "ops.healthz") == 0)
         return queue_json(ctx, MHD_HTTP_OK, "{\"status\":\"ok\"}", route);
     if (strcmp(route, "ops.readyz") == 0) {
+        if (atomic_load(&s->ready) && s->api && !fv_api_keys_ok(s->api))
+            return queue_json(ctx, MHD_HTTP_SERVICE_UNAVAILABLE,
+                              "{\"status\":\"not ready\",\"reason\":\"kek unavailable\"}", route);
         if (atomic_load(&s->ready))
             return queue_json(ctx, MHD_HTTP_OK, "{\"status\":\"ready\"}", route);
         return queue_json(ctx, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"status\":\"not ready\"}", route);

@@ -414,6 +414,8 @@ static int parse_field(const struct fv_app *app, const json_t *j, struct fv_fiel
         return perr(e, path, "lookup fields need 'lookup'");
     }
 
+    if (f->encrypt && !fv_model_type_can_encrypt(f->type))
+        return perr(e, path, "'encrypt' is not allowed for %s fields", tn);
     if (f->required && f->type == FV_FIELD_AUTONUMBER)
         return perr(e, path, "'required' is not allowed for autonumber fields");
     if (f->unique && !type_allows_unique(f))
@@ -479,7 +481,7 @@ static int parse_field(const struct fv_app *app, const json_t *j, struct fv_fiel
             return rc;
         if (rc != FV_OK)
             return perr(e, path, "'default' is not a valid value (%s)", verr.msg);
-        for (size_t i = 0; i < fv_model_field_ncols(f); i++)
+        for (size_t i = 0; i < fv_model_field_value_ncols(f); i++)
             fv_model_sqlval_release(&cols[i]);
         f->default_value = json_deep_copy(v);
         if (f->default_value == NULL)
@@ -602,7 +604,8 @@ static int resolve_lookups(struct fv_app *app, struct fv_error *e)
             if (d == NULL)
                 return perr(e, path, "form '%s' has no field '%s'", t->link_name,
                             f->lookup_display);
-            if (fv_model_field_ncols(d) != 1 || fv_model_type_is_multi(d->type) ||
+            /* an encrypted display field is shown decrypted (store/records.c) */
+            if (fv_model_field_value_ncols(d) != 1 || fv_model_type_is_multi(d->type) ||
                 d->type == FV_FIELD_LOOKUP)
                 return perr(e, path, "field '%s' of type %s cannot be a display field",
                             d->link_name, fv_model_type_name(d->type));
@@ -781,6 +784,11 @@ static int parse_report(const struct fv_app *app, const json_t *j, struct fv_rep
         const struct fv_field *f = view_field(r->form, link, &sys);
         if (f == NULL && !sys)
             return perr(e, sub, "form '%s' has no field '%s'", r->form->link_name, link);
+        if (f != NULL && f->encrypt)
+            return perr(e, sub,
+                        "cannot sort by field '%s': it is encrypted (only == and != criteria "
+                        "work on encrypted fields)",
+                        link);
         if (f != NULL && (fv_model_field_ncols(f) != 1 || fv_model_type_is_multi(f->type) ||
                           (f->type == FV_FIELD_LOOKUP && f->lookup_multi)))
             return perr(e, sub, "cannot sort by field '%s' of type %s", link,
@@ -802,6 +810,17 @@ static int parse_report(const struct fv_app *app, const json_t *j, struct fv_rep
 }
 
 /* ------------------------------------------------------------------ app */
+
+int fv_model_field_upgrade_check(const char *form_link, const struct fv_field *old,
+                                 const struct fv_field *nf, struct fv_error *reterr)
+{
+    if (old->encrypt != nf->encrypt)
+        return fv_error_set(reterr, FV_E_CONFLICT, SIZE_MAX,
+                            "field '%s' of form '%s' cannot change 'encrypt' (stored values "
+                            "would stay %s); add a new field instead",
+                            nf->link_name, form_link, old->encrypt ? "encrypted" : "in clear");
+    return FV_OK;
+}
 
 int fv_model_app_from_json(const json_t *root, struct fv_app **ret_app, struct fv_error *reterr)
 {

@@ -1085,6 +1085,88 @@ static enum kind field_kind(const struct fv_field *f)
     }
 }
 
+/*
+ * A test on an encrypted field (docs/criteria.md "Encrypted fields"): null
+ * tests on the sealed column, == and != on the blind index. The literal is
+ * converted exactly as == converts it for a field in clear, encoded, and
+ * pushed as an FV_SQL_SECRET blind-index message: the store binds the JSON
+ * array of its tokens under every live key version (rows of two versions
+ * coexist while a key rotation runs), so one placeholder serves any number
+ * of versions. Everything else would need the plaintext in SQL: refused.
+ */
+static int compile_encrypted(struct comp *c, const struct fv_form *form, const struct cnode *t,
+                             const struct fv_field *f, size_t rest)
+{
+    char col[FV_MODEL_LINK_MAX * 2 + 8];
+    uint8_t *enc = NULL, *msg = NULL;
+    size_t enc_len = 0, msg_len = 0;
+    struct fv_sqlval v;
+    int rc;
+
+    if (rest > 0)
+        return cerr(c, t->pos, "field '%s' is encrypted: its parts cannot be searched",
+                    f->link_name);
+    if (t->op == OP_IS_NULL || t->op == OP_NOT_NULL) {
+        rc = fv_model_field_column(f, FV_MODEL_ENC_COL_DATA, col, sizeof(col), NULL, NULL);
+        if (rc == FV_OK)
+            rc = emit_ident(c, col);
+        return rc == FV_OK ? emit(c, t->op == OP_IS_NULL ? " IS NULL" : " IS NOT NULL") : rc;
+    }
+    if (t->op != OP_EQ && t->op != OP_NE)
+        return cerr(c, t->op_pos,
+                    "field '%s' is encrypted: only == and != criteria are supported, not '%s'",
+                    f->link_name, op_text[t->op]);
+    if (!fv_model_field_has_bidx(f))
+        return cerr(c, t->op_pos,
+                    "field '%s' is encrypted: only null tests are supported on encrypted %s "
+                    "fields",
+                    f->link_name, fv_model_type_name(f->type));
+    if (c->app == NULL)
+        return cerr(c, t->pos, "field '%s' is encrypted: criteria need the app", f->link_name);
+
+    /* the same literal conversion as == on the field in clear */
+    struct colref r;
+    memset(&r, 0, sizeof(r));
+    r.f = f;
+    r.kind = field_kind(f);
+    r.ptype = f->type;
+    rc = bind_literal(c, t, &r);
+    if (rc != FV_OK)
+        return rc;
+    v = c->w->params[--c->w->n_params];
+    rc = fv_model_value_encode(f, &v, &enc, &enc_len);
+    fv_model_sqlval_release(&v);
+    if (rc == FV_OK)
+        rc = fv_model_field_bidx_message(c->app->link_name, form->link_name, f->link_name, enc,
+                                         enc_len, &msg, &msg_len);
+    fv_free(enc);
+    if (rc != FV_OK)
+        return rc;
+    v.type = FV_SQL_SECRET;
+    v.i = 0;
+    v.r = 0;
+    v.s = (char *)msg;
+    v.len = msg_len;
+    rc = fv_model_where_push(c->w, &v); /* takes msg, also on failure */
+    if (rc != FV_OK)
+        return rc;
+
+    rc = fv_model_field_column(f, FV_MODEL_ENC_COL_BIDX, col, sizeof(col), NULL, NULL);
+    if (rc == FV_OK && t->op == OP_NE) {
+        rc = emit(c, "(");
+        if (rc == FV_OK)
+            rc = emit_ident(c, col);
+        if (rc == FV_OK)
+            rc = emit(c, " IS NULL OR ");
+    }
+    if (rc == FV_OK)
+        rc = emit_ident(c, col);
+    if (rc == FV_OK)
+        rc = emit(c, t->op == OP_EQ ? " IN (SELECT value FROM json_each(?))"
+                                    : " NOT IN (SELECT value FROM json_each(?)))");
+    return rc;
+}
+
 static int compile_test(struct comp *c, const struct fv_form *form, const struct cnode *t,
                         size_t si, int hops)
 {
@@ -1125,6 +1207,8 @@ static int compile_test(struct comp *c, const struct fv_form *form, const struct
     r.f = f;
     r.kind = field_kind(f);
     r.ptype = f->type;
+    if (f->encrypt)
+        return compile_encrypted(c, form, t, f, rest);
 
     if (f->type == FV_FIELD_LOOKUP && rest > 0) {
         const struct fv_form *target = f->lookup_target;

@@ -65,8 +65,17 @@ enum fv_field_type {
     FV_FIELD__COUNT
 };
 
-/* Storage class of one SQL column. */
-enum fv_sql_type { FV_SQL_NULL, FV_SQL_INT, FV_SQL_REAL, FV_SQL_TEXT };
+/*
+ * Storage class of one SQL column. FV_SQL_SECRET is never a column type: it
+ * marks a value of an encrypted field that must not reach SQL as it is
+ * (s/len hold bytes, NUL-terminated): in a criteria parameter it is a
+ * blind-index message (fv_model_field_bidx_message) that the store replaces
+ * by the JSON array of its blind-index tokens; in the store's prepared
+ * column values it is the encoded plaintext (fv_model_value_encode) that the
+ * store seals. A binder that does not know the type binds NULL, which
+ * matches nothing and stores nothing (fail closed).
+ */
+enum fv_sql_type { FV_SQL_NULL, FV_SQL_INT, FV_SQL_REAL, FV_SQL_TEXT, FV_SQL_SECRET };
 
 /*
  * One SQL value, used for column values and bound parameters. TEXT values
@@ -90,7 +99,8 @@ struct fv_field {
     enum fv_field_type type;
     bool required;
     bool unique;
-    bool encrypt; /* classification, enforced by later issues */
+    bool encrypt; /* stored sealed (AES-256-GCM) plus a blind index: see
+                     fv_model_field_column and docs/app-format.md */
     bool pii;
     bool contains_health_info;
     int max_length;     /* text types: characters; 0 = type default */
@@ -162,6 +172,15 @@ FV_MUST_CHECK int fv_model_app_from_json(const json_t *root, struct fv_app **ret
 /* Serialise to the canonical definition JSON (new reference), NULL on OOM. */
 json_t *fv_model_app_to_json(const struct fv_app *app);
 void fv_model_app_free(struct fv_app *app);
+/*
+ * Rules for upgrading field `old` of form `form_link` to its new definition
+ * `nf` (same link name) beyond the column layout: `encrypt` cannot change,
+ * because the stored values would stay in the other form. FV_E_CONFLICT with
+ * a message naming the field ("field 'SSN' of form 'Patient' cannot change
+ * 'encrypt'..."), else FV_OK. The store calls it while comparing versions.
+ */
+FV_MUST_CHECK int fv_model_field_upgrade_check(const char *form_link, const struct fv_field *old,
+                                               const struct fv_field *nf, struct fv_error *reterr);
 
 /*
  * SQL table name of form (of app), without quotes: "f_<app link>__<form link>".
@@ -195,14 +214,76 @@ bool fv_model_link_name_valid(const char *s, size_t len);
 #define FV_MODEL_MAX_COLS 8
 
 /*
- * The SQL columns of a field: count, and for column i its name (without
- * quotes, e.g. "c_Name__first_name"), its SQL type and the composite part
- * name ("first_name"; NULL for single-column fields).
+ * The SQL columns a field is stored in (the table's schema): count, and for
+ * column i its name (without quotes, e.g. "c_Name__first_name"), its SQL
+ * type and the composite part name ("first_name"; NULL for single-column
+ * fields). A field with `encrypt` is stored in two TEXT columns whatever its
+ * type (model/table.c): FV_MODEL_ENC_COL_BIDX "c_<field>__bidx", the blind
+ * index (NULL for composite types and empty values), and
+ * FV_MODEL_ENC_COL_DATA "c_<field>", the sealed value. The blind index comes
+ * first so that an index over the field's columns (unique fields) serves
+ * lookups by blind index.
  */
 size_t fv_model_field_ncols(const struct fv_field *f);
 FV_MUST_CHECK int fv_model_field_column(const struct fv_field *f, size_t i, char *ret_name,
                                         size_t cap, enum fv_sql_type *ret_type,
                                         const char **ret_part);
+#define FV_MODEL_ENC_COL_BIDX 0
+#define FV_MODEL_ENC_COL_DATA 1
+
+/*
+ * The value columns of a field: what fv_model_value_parse writes and
+ * fv_model_value_format reads (for a field without `encrypt` the same as the
+ * storage columns above; an encrypted field's value columns are the ones its
+ * type would store, encoded into one sealed value).
+ */
+size_t fv_model_field_value_ncols(const struct fv_field *f);
+FV_MUST_CHECK int fv_model_field_value_column(const struct fv_field *f, size_t i, char *ret_name,
+                                              size_t cap, enum fv_sql_type *ret_type,
+                                              const char **ret_part);
+
+/* --------------------------------------------------- encrypted fields */
+
+/*
+ * Types that may carry `encrypt`: text types, numbers, dates and times,
+ * dropdown, radio, phone, email, url, name and address. Not autonumber
+ * (generated, sorted), lookup (joins), multi_select and checkbox
+ * (.contains() needs the elements) or decision (two values: the blind index
+ * would reveal them).
+ */
+bool fv_model_type_can_encrypt(enum fv_field_type t);
+/* True if f is encrypted and has a blind index (one value column). */
+bool fv_model_field_has_bidx(const struct fv_field *f);
+
+/*
+ * Encode the value columns cols[0..fv_model_field_value_ncols(f)) of f into
+ * a new buffer (fv_malloc, caller frees): per column a tag byte (0 NULL,
+ * 1 INT, 2 TEXT, 3 REAL), then INT and REAL as 8 bytes big-endian, TEXT as a
+ * 4-byte big-endian length and the bytes. Deterministic, so the encoding of
+ * a criteria literal equals the encoding of the stored value it matches.
+ * All-NULL columns give *ret = NULL, *ret_len = 0 (stored as SQL NULL).
+ * Errors: FV_E_NOMEM, FV_E_LIMIT (over 2^31 bytes).
+ */
+FV_MUST_CHECK int fv_model_value_encode(const struct fv_field *f, const struct fv_sqlval *cols,
+                                        uint8_t **ret, size_t *ret_len);
+/*
+ * Decode p[0..len) made by fv_model_value_encode for f into
+ * out[0..fv_model_field_value_ncols(f)) (TEXT values owned: release each
+ * with fv_model_sqlval_release). FV_E_CORRUPT when malformed (nothing to
+ * release then), FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_model_value_decode(const struct fv_field *f, const uint8_t *p, size_t len,
+                                        struct fv_sqlval *out);
+/*
+ * The blind-index message of an encoded value of field `field` of form
+ * `form` of app `app` (link names):
+ *   "fv-bidx-v1" || app || 0x00 || form || 0x00 || field || 0x00 || enc.
+ * New buffer (fv_malloc, NUL-terminated after len bytes). The store MACs it
+ * with each key version. FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_model_field_bidx_message(const char *app, const char *form, const char *field,
+                                              const uint8_t *enc, size_t enc_len, uint8_t **ret,
+                                              size_t *ret_len);
 
 /*
  * Convert a JSON input value for field f (Creator v2.1 "In" format,

@@ -107,7 +107,7 @@ static const char *const *field_parts(enum fv_field_type t, size_t *ret_n)
     }
 }
 
-size_t fv_model_field_ncols(const struct fv_field *f)
+size_t fv_model_field_value_ncols(const struct fv_field *f)
 {
     size_t n;
     (void)field_parts(f->type, &n);
@@ -131,15 +131,15 @@ static enum fv_sql_type field_sql_type(const struct fv_field *f)
     }
 }
 
-int fv_model_field_column(const struct fv_field *f, size_t i, char *ret_name, size_t cap,
-                          enum fv_sql_type *ret_type, const char **ret_part)
+int fv_model_field_value_column(const struct fv_field *f, size_t i, char *ret_name, size_t cap,
+                                enum fv_sql_type *ret_type, const char **ret_part)
 {
     size_t nparts;
     const char *const *parts = field_parts(f->type, &nparts);
     const char *part = NULL;
     int n;
 
-    if (i >= fv_model_field_ncols(f))
+    if (i >= fv_model_field_value_ncols(f))
         return FV_E_INVALID;
     if (parts != NULL) {
         part = parts[i];
@@ -922,7 +922,7 @@ static int parse_composite(const struct fv_field *f, const json_t *in, struct fv
 int fv_model_value_parse(const struct fv_app *app, const struct fv_field *f, const json_t *in,
                          struct fv_sqlval *out, struct fv_error *reterr)
 {
-    size_t ncols = fv_model_field_ncols(f);
+    size_t ncols = fv_model_field_value_ncols(f);
     int rc = FV_OK;
     char buf[48];
 
@@ -1057,7 +1057,7 @@ static json_t *split_commas(const char *s, size_t len)
 int fv_model_value_parse_text(const struct fv_app *app, const struct fv_field *f, const char *text,
                               size_t len, struct fv_sqlval *out, struct fv_error *reterr)
 {
-    size_t ncols = fv_model_field_ncols(f);
+    size_t ncols = fv_model_field_value_ncols(f);
     json_t *j = NULL;
     int rc = FV_OK;
 

@@ -28,7 +28,25 @@ int fv_store_json_dump(const json_t *j, char **ret, size_t *ret_len)
     return FV_OK;
 }
 
+/* Is column `name` the sealed column of an encrypted field of sf? */
+static bool sealed_column(const struct fv_store_form *sf, const char *name)
+{
+    if (!sf || !name || strncmp(name, "c_", 2) != 0)
+        return false;
+    for (size_t i = 0; i < sf->form->n_fields; i++)
+        if (sf->form->fields[i].encrypt &&
+            strcmp(sf->col_names[sf->col_off[i] + FV_MODEL_ENC_COL_DATA], name) == 0)
+            return true;
+    return false;
+}
+
 int fv_store_row_image(sqlite3_stmt *st, char **ret, size_t *ret_len)
+{
+    return fv_store_row_image_form(st, NULL, ret, ret_len);
+}
+
+int fv_store_row_image_form(sqlite3_stmt *st, const struct fv_store_form *sf, char **ret,
+                            size_t *ret_len)
 {
     int rc = FV_OK;
     json_t *o = json_object();
@@ -38,6 +56,14 @@ int fv_store_row_image(sqlite3_stmt *st, char **ret, size_t *ret_len)
     for (int i = 0; i < n && rc == FV_OK; i++) {
         const char *name = sqlite3_column_name(st, i);
         json_t *v = NULL;
+        if (sqlite3_column_type(st, i) == SQLITE_TEXT && sealed_column(sf, name)) {
+            /* the sealed text as it is stored, marked so it is never taken for a value */
+            const char *s = (const char *)sqlite3_column_text(st, i);
+            v = json_pack("{s:s%}", "enc", s ? s : "", (size_t)sqlite3_column_bytes(st, i));
+            if (!name || !v || json_object_set_new(o, name, v) != 0)
+                rc = FV_E_NOMEM;
+            continue;
+        }
         switch (sqlite3_column_type(st, i)) {
         case SQLITE_INTEGER:
             v = json_integer(sqlite3_column_int64(st, i));

@@ -14,6 +14,16 @@
 
 int fv_store_sqlite_err(int sqlite_rc)
 {
+    /* Extended codes of the encrypting VFS first (vfs.c): a page that fails
+     * authentication, and a key version that is absent or revoked. */
+    switch (sqlite_rc) {
+    case SQLITE_IOERR_DATA:
+        return FV_E_CORRUPT;
+    case SQLITE_IOERR_AUTH:
+        return FV_E_KEY_UNAVAILABLE;
+    default:
+        break;
+    }
     switch (sqlite_rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_ROW:
@@ -130,6 +140,14 @@ int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode, struct fv
     }
     flags |= mode == FV_STORE_CONN_RO ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
 
+    /* Every database goes through the encrypting VFS (idempotent); the
+     * caller has bound path to its keyring (fv_store_vfs_bind). */
+    rc = fv_store_vfs_register();
+    if (rc != FV_OK) {
+        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot open database '%s': %s", path,
+                          "the encrypting VFS is not registered");
+        goto out;
+    }
     c = fv_calloc(1, sizeof(*c));
     if (!c) {
         rc = FV_E_NOMEM;
@@ -137,11 +155,20 @@ int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode, struct fv
     }
     int src = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (src != SQLITE_OK) {
-        rc = fv_store_sqlite_err(src);
+        /* open returns the primary code; the VFS's cause is in the extended one
+         * (page 1 is read here: wrong or revoked key) */
+        rc = fv_store_sqlite_err(c->db ? sqlite3_extended_errcode(c->db) : src);
         if (rc == FV_E_INTERNAL)
             rc = FV_E_IO;
-        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot open database '%s': %s", path,
-                          c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
+        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot open database '%s': %s (%s)", path,
+                          c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src),
+                          fv_store_vfs_last_error());
+        goto out;
+    }
+    /* Before any statement: reserved bytes for new files, no mmap. */
+    rc = fv_store_vfs_conn_setup(c->db);
+    if (rc != FV_OK) {
+        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot set up encryption for database '%s'", path);
         goto out;
     }
     (void)sqlite3_extended_result_codes(c->db, 1);
@@ -166,11 +193,12 @@ int fv_store_conn_open(const char *path, enum fv_store_conn_mode mode, struct fv
         rc = fv_store_conn_exec(c, "PRAGMA temp_store=MEMORY");
     if (rc == FV_OK)
         rc = fv_store_conn_exec(c, "PRAGMA cache_size=-4096");
+    /* No mmap: mapped pages would be ciphertext (the VFS refuses xFetch). */
     if (rc == FV_OK)
-        rc = fv_store_conn_exec(c, "PRAGMA mmap_size=16777216");
+        rc = fv_store_conn_exec(c, "PRAGMA mmap_size=0");
     if (rc != FV_OK) {
-        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot configure database '%s': %s", path,
-                          sqlite3_errmsg(c->db));
+        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot configure database '%s': %s (%s)", path,
+                          sqlite3_errmsg(c->db), fv_store_vfs_last_error());
         goto out;
     }
     *ret = c;

@@ -14,8 +14,11 @@
 void fv_store_prep_release(struct fv_store_prep *p)
 {
     if (p->vals && p->sf) {
-        for (size_t c = 0; c < p->sf->n_cols; c++)
+        for (size_t c = 0; c < p->sf->n_cols; c++) {
+            if (p->vals[c].type == FV_SQL_SECRET && p->vals[c].s)
+                fv_wipe(p->vals[c].s, p->vals[c].len);
             fv_model_sqlval_release(&p->vals[c]);
+        }
     }
     if (p->lookup_text && p->sf) {
         for (size_t i = 0; i < p->sf->form->n_fields; i++)
@@ -34,6 +37,49 @@ static bool cols_null(const struct fv_store_prep *p, size_t fi)
         if (p->vals[sf->col_off[fi] + k].type != FV_SQL_NULL)
             return false;
     return true;
+}
+
+/*
+ * Parse a value of field fi (JSON `in`, or CSV text when in is NULL) into
+ * the prepared columns. A field in clear gets its columns; an encrypted field
+ * gets its encoded plaintext as FV_SQL_SECRET in its data slot and NULL in
+ * its blind-index slot: both are computed when the record ID is known
+ * (bind_field), and a SECRET is never bound as it is.
+ */
+static int prep_value(struct fv_store_prep *p, const struct fv_app *app, size_t fi,
+                      const json_t *in, const char *text, size_t len, struct fv_error *err)
+{
+    const struct fv_field *f = &p->sf->form->fields[fi];
+    struct fv_sqlval *out = &p->vals[p->sf->col_off[fi]];
+    struct fv_sqlval tmp[FV_MODEL_MAX_COLS];
+    size_t n = fv_model_field_value_ncols(f);
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    int rc;
+
+    if (!f->encrypt)
+        return in ? fv_model_value_parse(app, f, in, out, err)
+                  : fv_model_value_parse_text(app, f, text, len, out, err);
+    rc = in ? fv_model_value_parse(app, f, in, tmp, err)
+            : fv_model_value_parse_text(app, f, text, len, tmp, err);
+    if (rc != FV_OK)
+        return rc;
+    rc = fv_model_value_encode(f, tmp, &enc, &enc_len);
+    for (size_t i = 0; i < n; i++) {
+        if (tmp[i].type == FV_SQL_TEXT && tmp[i].s)
+            fv_wipe(tmp[i].s, tmp[i].len);
+        fv_model_sqlval_release(&tmp[i]);
+    }
+    if (rc != FV_OK)
+        return rc;
+    fv_model_sqlval_release(&out[FV_MODEL_ENC_COL_BIDX]);
+    fv_model_sqlval_release(&out[FV_MODEL_ENC_COL_DATA]);
+    if (enc) {
+        out[FV_MODEL_ENC_COL_DATA].type = FV_SQL_SECRET;
+        out[FV_MODEL_ENC_COL_DATA].s = (char *)enc;
+        out[FV_MODEL_ENC_COL_DATA].len = enc_len;
+    }
+    return FV_OK;
 }
 
 static int prep_cells(struct fv_store_prep *p, const struct fv_app *app, struct fv_store_write *w)
@@ -58,8 +104,7 @@ static int prep_cells(struct fv_store_prep *p, const struct fv_app *app, struct 
                 return FV_E_NOMEM;
             continue;
         }
-        int rc = fv_model_value_parse_text(app, f, cell->p ? cell->p : "", cell->len,
-                                           &p->vals[p->sf->col_off[fi]], &w->err);
+        int rc = prep_value(p, app, fi, NULL, cell->p ? cell->p : "", cell->len, &w->err);
         if (rc != FV_OK)
             return rc;
     }
@@ -81,7 +126,7 @@ static int prep_json(struct fv_store_prep *p, const struct fv_app *app, struct f
                                 key, form->link_name);
         size_t fi = (size_t)(f - form->fields);
         p->present[fi] = true;
-        int rc = fv_model_value_parse(app, f, val, &p->vals[p->sf->col_off[fi]], &w->err);
+        int rc = prep_value(p, app, fi, val, NULL, 0, &w->err);
         if (rc != FV_OK)
             return rc;
     }
@@ -143,7 +188,7 @@ int fv_store_prep_init(struct fv_store_prep *p, const struct fv_app *app,
             const struct fv_field *f = &form->fields[i];
             if (p->present[i] || !f->default_value || f->type == FV_FIELD_AUTONUMBER)
                 continue;
-            rc = fv_model_value_parse(app, f, f->default_value, &p->vals[sf->col_off[i]], &w->err);
+            rc = prep_value(p, app, i, f->default_value, NULL, 0, &w->err);
             if (rc != FV_OK)
                 goto out;
         }
@@ -207,11 +252,18 @@ static int step_error(struct fv_tenant *t, const struct fv_store_form *sf, int s
                         "the record could not be written");
 }
 
+/* SQL of the display text of field df of target tsf; for an encrypted
+ * display field its sealed text, which the reader opens (format_row). */
+static void message_free(uint8_t *msg, size_t len);
+
 static int display_expr(const struct fv_store_form *tsf, const struct fv_field *df,
                         const char *alias, struct fv_buf *b)
 {
     size_t fi = (size_t)(df - tsf->form->fields);
     size_t n = tsf->col_n[fi];
+    if (df->encrypt)
+        return fv_buf_appendf(b, "%s.\"%s\"", alias,
+                              tsf->col_names[tsf->col_off[fi] + FV_MODEL_ENC_COL_DATA]);
     if (n == 1)
         return fv_buf_appendf(b, "%s.\"%s\"", alias, tsf->col_names[tsf->col_off[fi]]);
     int rc = fv_buf_append_cstr(b, "trim(");
@@ -220,6 +272,62 @@ static int display_expr(const struct fv_store_form *tsf, const struct fv_field *
                             tsf->col_names[tsf->col_off[fi] + k]);
     if (rc == FV_OK)
         rc = fv_buf_append_cstr(b, ")");
+    return rc;
+}
+
+/*
+ * Records of target tsf whose encrypted display field df equals the CSV
+ * text txt, through the blind index (the text converted with df's rules, as
+ * == would): *ret_id the last match, *ret_hits their number (0..2).
+ */
+static int match_sealed_display(struct fv_tenant *t, const struct fv_store_form *tsf,
+                                const struct fv_field *df, const char *txt, int64_t *ret_id,
+                                size_t *ret_hits)
+{
+    const struct fv_app *owner = NULL;
+    struct fv_sqlval cols[FV_MODEL_MAX_COLS];
+    uint8_t *enc = NULL, *msg = NULL;
+    size_t enc_len = 0, msg_len = 0, tok_len = 0;
+    char *tokens = NULL;
+    sqlite3_stmt *st = NULL;
+    char sql[2 * FV_STORE_IDENT_MAX + 128];
+    int rc, src;
+
+    *ret_hits = 0;
+    if (!fv_model_field_has_bidx(df) || !fv_store_form_find(t, tsf->form, &owner) || !owner)
+        return FV_OK;
+    if (fv_model_value_parse_text(owner, df, txt, strlen(txt), cols, NULL) != FV_OK)
+        return FV_OK; /* not a value of the display field: no match */
+    rc = fv_model_value_encode(df, cols, &enc, &enc_len);
+    fv_model_sqlval_release(&cols[0]);
+    if (rc != FV_OK || !enc)
+        return rc;
+    rc = fv_model_field_bidx_message(owner->link_name, tsf->form->link_name, df->link_name, enc,
+                                     enc_len, &msg, &msg_len);
+    fv_free(enc);
+    if (rc == FV_OK)
+        rc = fv_store_field_tokens(t, msg, msg_len, &tokens, &tok_len);
+    message_free(msg, msg_len);
+    size_t fi = (size_t)(df - tsf->form->fields);
+    int n = snprintf(sql, sizeof(sql),
+                     "SELECT \"ID\" FROM \"%s\" WHERE \"%s\" IN (SELECT value FROM json_each(?1))"
+                     " LIMIT 2",
+                     tsf->table, tsf->col_names[tsf->col_off[fi] + FV_MODEL_ENC_COL_BIDX]);
+    if (rc == FV_OK && (n < 0 || (size_t)n >= sizeof(sql)))
+        rc = FV_E_LIMIT;
+    if (rc == FV_OK)
+        rc = fv_store_conn_prepare(t->writer, sql, (size_t)n, &st);
+    if (rc == FV_OK) {
+        (void)sqlite3_bind_text(st, 1, tokens, (int)tok_len, SQLITE_TRANSIENT);
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            *ret_id = sqlite3_column_int64(st, 0);
+            (*ret_hits)++;
+        }
+        if (src != SQLITE_DONE)
+            rc = fv_store_sqlite_err(src);
+    }
+    fv_store_stmt_done(st);
+    fv_free(tokens);
     return rc;
 }
 
@@ -268,7 +376,14 @@ static int check_lookups(struct fv_tenant *t, struct fv_store_prep *p)
             }
             const struct fv_field *df =
                 f->lookup_display ? fv_model_form_field(tsf->form, f->lookup_display) : NULL;
-            if (hits == 0 && df) {
+            if (hits == 0 && df && df->encrypt) {
+                rc = match_sealed_display(t, tsf, df, txt, &found, &hits);
+                if (rc != FV_OK) {
+                    (void)fv_error_set(&w->err, rc, SIZE_MAX, "field '%s': lookup failed",
+                                       f->link_name);
+                    break;
+                }
+            } else if (hits == 0 && df) {
                 fv_buf_reset(&b);
                 rc = fv_buf_append_cstr(&b, "SELECT d.\"ID\" FROM \"");
                 if (rc == FV_OK)
@@ -386,8 +501,137 @@ static int next_autonumber(struct fv_tenant *t, const struct fv_app *app,
     return FV_OK;
 }
 
-static int do_insert(struct fv_tenant *t, const struct fv_app *app, struct fv_store_prep *p,
-                     const char *actor, const char *now_text, int64_t now_ms)
+/* ------------------------------------------------------ encrypted fields */
+
+/* The blind-index message of the prepared value of encrypted field fi. */
+static int sealed_message(const struct fv_app *app, const struct fv_store_prep *p, size_t fi,
+                          uint8_t **ret, size_t *ret_len)
+{
+    const struct fv_field *f = &p->sf->form->fields[fi];
+    const struct fv_sqlval *m = &p->vals[p->sf->col_off[fi] + FV_MODEL_ENC_COL_DATA];
+    return fv_model_field_bidx_message(app->link_name, p->sf->form->link_name, f->link_name,
+                                       (const uint8_t *)m->s, m->len, ret, ret_len);
+}
+
+static void message_free(uint8_t *msg, size_t len)
+{
+    if (msg) {
+        fv_wipe(msg, len);
+        fv_free(msg);
+    }
+}
+
+/*
+ * Bind the columns of field fi of record id from index idx on: a field in
+ * clear as prepared; an encrypted field sealed for this record ID and
+ * blind-indexed, both under the keyring's write version.
+ */
+static int bind_field(struct fv_store_fcx *x, const struct fv_app *app,
+                      const struct fv_store_prep *p, size_t fi, int64_t id, sqlite3_stmt *st,
+                      int idx, struct fv_error *err)
+{
+    const struct fv_store_form *sf = p->sf;
+    const struct fv_field *f = &sf->form->fields[fi];
+    const struct fv_sqlval *v = &p->vals[sf->col_off[fi]];
+    const struct fv_sqlval *m = &v[FV_MODEL_ENC_COL_DATA];
+    char *sealed = NULL;
+    uint8_t *msg = NULL;
+    size_t msg_len = 0, sealed_len = 0;
+    char bidx[FV_STORE_BIDX_TEXT];
+    uint32_t version;
+    int rc = FV_OK;
+
+    if (!f->encrypt) {
+        for (size_t k = 0; rc == FV_OK && k < sf->col_n[fi]; k++)
+            rc = fv_store_bind_val(st, idx + (int)k, &v[k]);
+        return rc;
+    }
+    if (m->type != FV_SQL_SECRET) {
+        (void)sqlite3_bind_null(st, idx + FV_MODEL_ENC_COL_BIDX);
+        (void)sqlite3_bind_null(st, idx + FV_MODEL_ENC_COL_DATA);
+        return FV_OK;
+    }
+    version = x->t->keys ? fv_crypto_keyring_write_version(x->t->keys) : 0;
+    rc = version ? FV_OK : FV_E_KEY_UNAVAILABLE;
+    if (rc == FV_OK)
+        rc = fv_store_field_seal(x, version, app->link_name, sf->form->link_name, f->link_name, id,
+                                 (const uint8_t *)m->s, m->len, &sealed, &sealed_len);
+    if (rc == FV_OK && fv_model_field_has_bidx(f)) {
+        rc = sealed_message(app, p, fi, &msg, &msg_len);
+        if (rc == FV_OK)
+            rc = fv_store_field_bidx(x->t, version, msg, msg_len, bidx);
+    }
+    if (rc == FV_OK) {
+        (void)sqlite3_bind_text(st, idx + FV_MODEL_ENC_COL_DATA, sealed, (int)sealed_len,
+                                SQLITE_TRANSIENT);
+        if (fv_model_field_has_bidx(f))
+            (void)sqlite3_bind_text(st, idx + FV_MODEL_ENC_COL_BIDX, bidx, -1, SQLITE_TRANSIENT);
+        else
+            (void)sqlite3_bind_null(st, idx + FV_MODEL_ENC_COL_BIDX);
+    }
+    fv_free(sealed);
+    message_free(msg, msg_len);
+    if (rc != FV_OK && rc != FV_E_NOMEM)
+        return fv_error_set(err, rc, SIZE_MAX, "field '%s' could not be encrypted", f->link_name);
+    return rc;
+}
+
+/*
+ * Unique encrypted fields: a unique index cannot see through random nonces,
+ * and during a key rotation one value has two blind indexes, so look for
+ * the value's blind index under every live key version (the writer is the
+ * tenant's only one, so the check and the write cannot interleave).
+ */
+static int check_unique_sealed(struct fv_tenant *t, const struct fv_app *app,
+                               const struct fv_store_prep *p, int64_t id, bool update,
+                               struct fv_error *err)
+{
+    const struct fv_store_form *sf = p->sf;
+    int rc = FV_OK;
+    for (size_t i = 0; rc == FV_OK && i < sf->form->n_fields; i++) {
+        const struct fv_field *f = &sf->form->fields[i];
+        const struct fv_sqlval *m = &p->vals[sf->col_off[i] + FV_MODEL_ENC_COL_DATA];
+        uint8_t *msg = NULL;
+        char *tokens = NULL;
+        size_t msg_len = 0, tok_len = 0;
+        sqlite3_stmt *st = NULL;
+        char sql[3 * FV_STORE_IDENT_MAX + 128];
+        if (!f->encrypt || !f->unique || !fv_model_field_has_bidx(f) || m->type != FV_SQL_SECRET ||
+            (update && !p->present[i]))
+            continue;
+        int n = snprintf(sql, sizeof(sql),
+                         "SELECT 1 FROM \"%s\" WHERE \"%s\" IN (SELECT value FROM json_each(?1))"
+                         " AND \"ID\" <> ?2 LIMIT 1",
+                         sf->table, sf->col_names[sf->col_off[i] + FV_MODEL_ENC_COL_BIDX]);
+        if (n < 0 || (size_t)n >= sizeof(sql))
+            return FV_E_LIMIT;
+        rc = sealed_message(app, p, i, &msg, &msg_len);
+        if (rc == FV_OK)
+            rc = fv_store_field_tokens(t, msg, msg_len, &tokens, &tok_len);
+        message_free(msg, msg_len);
+        if (rc == FV_OK)
+            rc = fv_store_conn_prepare(t->writer, sql, (size_t)n, &st);
+        if (rc == FV_OK) {
+            (void)sqlite3_bind_text(st, 1, tokens, (int)tok_len, SQLITE_TRANSIENT);
+            (void)sqlite3_bind_int64(st, 2, id);
+            int src = sqlite3_step(st);
+            if (src == SQLITE_ROW)
+                rc = fv_error_set(err, FV_E_CONFLICT, SIZE_MAX,
+                                  "duplicate value for unique field '%s'", f->link_name);
+            else if (src != SQLITE_DONE)
+                rc = fv_store_sqlite_err(src);
+        }
+        fv_store_stmt_done(st);
+        fv_free(tokens);
+        if (rc != FV_OK && rc != FV_E_CONFLICT && rc != FV_E_NOMEM)
+            rc = fv_error_set(err, rc, SIZE_MAX, "field '%s' could not be checked", f->link_name);
+    }
+    return rc;
+}
+
+static int do_insert(struct fv_tenant *t, struct fv_store_fcx *x, const struct fv_app *app,
+                     struct fv_store_prep *p, const char *actor, const char *now_text,
+                     int64_t now_ms)
 {
     const struct fv_store_form *sf = p->sf;
     struct fv_store_write *w = p->w;
@@ -427,6 +671,8 @@ static int do_insert(struct fv_tenant *t, const struct fv_app *app, struct fv_st
         }
     }
     rc = check_lookups(t, p);
+    if (rc == FV_OK)
+        rc = check_unique_sealed(t, app, p, id, false, &w->err);
     if (rc != FV_OK)
         return rc;
 
@@ -439,8 +685,8 @@ static int do_insert(struct fv_tenant *t, const struct fv_app *app, struct fv_st
     (void)sqlite3_bind_text(st, 4, actor, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_text(st, 5, actor, -1, SQLITE_TRANSIENT);
     (void)sqlite3_bind_int64(st, 6, 1);
-    for (size_t c = 0; rc == FV_OK && c < sf->n_cols; c++)
-        rc = fv_store_bind_val(st, (int)c + 7, &p->vals[c]);
+    for (size_t i = 0; rc == FV_OK && i < sf->form->n_fields; i++)
+        rc = bind_field(x, app, p, i, id, st, (int)sf->col_off[i] + 7, &w->err);
     if (rc != FV_OK)
         goto out;
     int src = sqlite3_step(st);
@@ -448,7 +694,7 @@ static int do_insert(struct fv_tenant *t, const struct fv_app *app, struct fv_st
         rc = step_error(t, sf, src, &w->err);
         goto out;
     }
-    rc = fv_store_row_image(st, &row, &row_len);
+    rc = fv_store_row_image_form(st, sf, &row, &row_len);
     if (rc != FV_OK)
         goto out;
     src = sqlite3_step(st);
@@ -486,7 +732,7 @@ static int record_matches(struct fv_tenant *t, const struct fv_store_form *sf, i
     if (rc == FV_OK)
         rc = fv_store_conn_prepare(t->writer, b.p, b.len, &st);
     if (rc == FV_OK && where && where->sql.len)
-        rc = fv_store_bind_where(st, where);
+        rc = fv_store_field_bind_where(t, st, where);
     if (rc == FV_OK) {
         (void)sqlite3_bind_int64(st, where && where->sql.len ? (int)where->n_params + 1 : 1, id);
         int src = sqlite3_step(st);
@@ -499,9 +745,9 @@ static int record_matches(struct fv_tenant *t, const struct fv_store_form *sf, i
     return rc;
 }
 
-static int do_update_one(struct fv_tenant *t, const struct fv_app *app, struct fv_store_prep *p,
-                         int64_t id, const char *actor, const char *now_text, int64_t now_ms,
-                         struct fv_error *err)
+static int do_update_one(struct fv_tenant *t, struct fv_store_fcx *x, const struct fv_app *app,
+                         struct fv_store_prep *p, int64_t id, const char *actor,
+                         const char *now_text, int64_t now_ms, struct fv_error *err)
 {
     const struct fv_store_form *sf = p->sf;
     struct fv_buf b;
@@ -512,7 +758,9 @@ static int do_update_one(struct fv_tenant *t, const struct fv_app *app, struct f
     int n = 0;
 
     fv_buf_init(&b, FV_STORE_SQL_MAX);
-    rc = fv_buf_appendf(&b, "UPDATE \"%s\" SET ", sf->table);
+    rc = check_unique_sealed(t, app, p, id, true, err);
+    if (rc == FV_OK)
+        rc = fv_buf_appendf(&b, "UPDATE \"%s\" SET ", sf->table);
     for (size_t i = 0; rc == FV_OK && i < sf->form->n_fields; i++) {
         if (!p->present[i])
             continue;
@@ -534,8 +782,8 @@ static int do_update_one(struct fv_tenant *t, const struct fv_app *app, struct f
     for (size_t i = 0; rc == FV_OK && i < sf->form->n_fields; i++) {
         if (!p->present[i])
             continue;
-        for (size_t k = 0; rc == FV_OK && k < sf->col_n[i]; k++)
-            rc = fv_store_bind_val(st, ++n, &p->vals[sf->col_off[i] + k]);
+        rc = bind_field(x, app, p, i, id, st, n + 1, err);
+        n += (int)sf->col_n[i];
     }
     if (rc != FV_OK)
         goto out;
@@ -551,7 +799,7 @@ static int do_update_one(struct fv_tenant *t, const struct fv_app *app, struct f
         rc = step_error(t, sf, src, err);
         goto out;
     }
-    rc = fv_store_row_image(st, &row, &row_len);
+    rc = fv_store_row_image_form(st, sf, &row, &row_len);
     if (rc != FV_OK)
         goto out;
     src = sqlite3_step(st);
@@ -628,8 +876,9 @@ static int sp_undo(struct fv_tenant *t, bool record)
     return rc;
 }
 
-static int do_where(struct fv_tenant *t, const struct fv_app *app, struct fv_store_prep *p,
-                    const char *actor, const char *now_text, int64_t now_ms, int *ret_fatal)
+static int do_where(struct fv_tenant *t, struct fv_store_fcx *x, const struct fv_app *app,
+                    struct fv_store_prep *p, const char *actor, const char *now_text,
+                    int64_t now_ms, int *ret_fatal)
 {
     const struct fv_store_form *sf = p->sf;
     struct fv_store_write *w = p->w;
@@ -660,7 +909,7 @@ static int do_where(struct fv_tenant *t, const struct fv_app *app, struct fv_sto
     if (rc == FV_OK)
         rc = fv_store_conn_prepare(t->writer, b.p, b.len, &st);
     if (rc == FV_OK && has_where)
-        rc = fv_store_bind_where(st, where);
+        rc = fv_store_field_bind_where(t, st, where);
     if (rc != FV_OK)
         goto out;
     (void)sqlite3_bind_int64(st, has_where ? (int)where->n_params + 1 : 1, (int64_t)want);
@@ -706,7 +955,7 @@ static int do_where(struct fv_tenant *t, const struct fv_app *app, struct fv_sto
             goto out;
         }
         if (w->op == FV_STORE_UPDATE_WHERE)
-            r->rc = do_update_one(t, app, p, ids[i], actor, now_text, now_ms, &r->err);
+            r->rc = do_update_one(t, x, app, p, ids[i], actor, now_text, now_ms, &r->err);
         else
             r->rc = do_delete_one(t, app, sf, ids[i], actor, now_ms, &r->err);
         rc = r->rc == FV_OK ? SP(t, "RELEASE r") : sp_undo(t, true);
@@ -723,8 +972,8 @@ out:
     return rc;
 }
 
-int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_store_prep *p,
-                       const char *actor, int64_t now_ms)
+static int prep_exec(struct fv_tenant *t, struct fv_store_fcx *x, const struct fv_app *app,
+                     struct fv_store_prep *p, const char *actor, int64_t now_ms)
 {
     struct fv_store_write *w = p->w;
     char now_text[32];
@@ -739,7 +988,7 @@ int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_
         return rc;
     switch (w->op) {
     case FV_STORE_INSERT:
-        rc = do_insert(t, app, p, actor, now_text, now_ms);
+        rc = do_insert(t, x, app, p, actor, now_text, now_ms);
         break;
     case FV_STORE_UPDATE_ID:
         /* without criteria the UPDATE itself reports a missing record */
@@ -747,7 +996,7 @@ int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_
         if (rc == FV_OK)
             rc = check_lookups(t, p);
         if (rc == FV_OK)
-            rc = do_update_one(t, app, p, (int64_t)w->id, actor, now_text, now_ms, &w->err);
+            rc = do_update_one(t, x, app, p, (int64_t)w->id, actor, now_text, now_ms, &w->err);
         break;
     case FV_STORE_DELETE_ID:
         rc = has_where ? record_matches(t, p->sf, (int64_t)w->id, w->where) : FV_OK;
@@ -756,7 +1005,7 @@ int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_
         break;
     case FV_STORE_UPDATE_WHERE:
     case FV_STORE_DELETE_WHERE:
-        rc = do_where(t, app, p, actor, now_text, now_ms, &fatal);
+        rc = do_where(t, x, app, p, actor, now_text, now_ms, &fatal);
         if (fatal != FV_OK)
             return fatal;
         break;
@@ -781,6 +1030,17 @@ int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_
     return sp_undo(t, false);
 }
 
+int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_store_prep *p,
+                       const char *actor, int64_t now_ms)
+{
+    /* AEAD contexts live for one write: made on the first sealed value */
+    struct fv_store_fcx x;
+    fv_store_fcx_init(&x, t);
+    int rc = prep_exec(t, &x, app, p, actor, now_ms);
+    fv_store_fcx_release(&x);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ reads */
 
 enum col_kind { COL_FIELD, COL_TIME, COL_TEXT };
@@ -792,6 +1052,11 @@ struct col_plan {
     size_t first; /* first result column */
     size_t ncols;
     int display; /* result column of the lookup display, or -1 */
+    bool sealed; /* an encrypted field: one result column, the sealed text */
+    /* lookups whose display field is encrypted: the display column holds its
+     * sealed text (a map ID -> sealed text for multi lookups) */
+    const struct fv_field *display_sealed;
+    const char *display_form;
 };
 
 static const char *const sys_time_cols[] = {"Added_Time", "Modified_Time"};
@@ -819,6 +1084,8 @@ static int sort_column(const struct fv_store_form *sf, const char *sort_field, c
     const struct fv_field *f = fv_model_form_field(sf->form, sort_field);
     if (!f)
         return FV_E_NO_FIELD;
+    if (f->encrypt)
+        return FV_E_INVALID; /* app validation refuses such a sort; ciphertext has no order */
     *ret = sf->col_names[sf->col_off[f - sf->form->fields]];
     return FV_OK;
 }
@@ -1130,6 +1397,13 @@ static int add_output_field(const struct fv_store_form *sf, const struct fv_fiel
     plan->first = *ncol;
     plan->ncols = sf->col_n[fi];
     plan->display = -1;
+    if (f->encrypt) {
+        plan->sealed = true;
+        plan->ncols = 1;
+        *ncol += 1;
+        return fv_buf_appendf(b, ", \"%s\".\"%s\"", sf->table,
+                              sf->col_names[sf->col_off[fi] + FV_MODEL_ENC_COL_DATA]);
+    }
     for (size_t k = 0; rc == FV_OK && k < sf->col_n[fi]; k++)
         rc = fv_buf_appendf(b, ", \"%s\".\"%s\"", sf->table, sf->col_names[sf->col_off[fi] + k]);
     *ncol += sf->col_n[fi];
@@ -1162,6 +1436,10 @@ static int add_output_field(const struct fv_store_form *sf, const struct fv_fiel
                                 sf->table, col);
     }
     plan->display = (int)*ncol;
+    if (df->encrypt) {
+        plan->display_sealed = df;
+        plan->display_form = tsf->form->link_name;
+    }
     *ncol += 1;
     return rc;
 }
@@ -1197,8 +1475,142 @@ static void patch_multi_display(json_t *arr, const char *map_text, size_t len)
     json_decref(map);
 }
 
-static int format_row(const struct fv_app *app, sqlite3_stmt *st, const struct col_plan *plan,
-                      size_t nplan, json_t **ret)
+/* The output value of encrypted field cp->field of the record st holds. */
+static int format_sealed(struct fv_store_fcx *x, const struct fv_app *app,
+                         const struct fv_form *form, sqlite3_stmt *st, const struct col_plan *cp,
+                         json_t **ret)
+{
+    const struct fv_field *f = cp->field;
+    struct fv_sqlval cols[FV_MODEL_MAX_COLS];
+    size_t n = fv_model_field_value_ncols(f);
+    uint8_t small[512];
+    uint8_t *m = NULL;
+    size_t mlen = 0;
+    int64_t id = sqlite3_column_int64(st, 0);
+    const char *text = col_text(st, cp->first);
+    int rc;
+
+    memset(cols, 0, sizeof(cols));
+    if (text) {
+        /* most values fit the stack buffer: no allocation per value */
+        size_t len = (size_t)sqlite3_column_bytes(st, (int)cp->first);
+        rc = fv_store_field_open_buf(x, app->link_name, form->link_name, f->link_name, id, text,
+                                     len, small, sizeof(small), &mlen, NULL);
+        if (rc == FV_E_LIMIT)
+            rc = fv_store_field_open(x, app->link_name, form->link_name, f->link_name, id, text,
+                                     len, &m, &mlen, NULL);
+        if (rc == FV_OK)
+            rc = fv_model_value_decode(f, m ? m : small, mlen, cols);
+        fv_wipe(m ? m : small, mlen);
+        fv_free(m);
+        if (rc != FV_OK) {
+            /* the request fails: never garbage, never a silent empty value */
+            fv_log(FV_LOG_DEBUG,
+                   "store: tenant %lld: field '%s' of form '%s' record %lld does not open: %s",
+                   (long long)x->t->id, f->link_name, form->link_name, (long long)id,
+                   fv_strerror(rc));
+            return rc;
+        }
+    }
+    *ret = fv_model_value_format(app, f, cols, NULL);
+    for (size_t k = 0; k < n; k++) {
+        if (cols[k].type == FV_SQL_TEXT && cols[k].s)
+            fv_wipe(cols[k].s, cols[k].len);
+        fv_model_sqlval_release(&cols[k]);
+    }
+    return *ret ? FV_OK : FV_E_NOMEM;
+}
+
+/*
+ * Display text of target record id from the sealed text of its encrypted
+ * display field (new string, or NULL when empty). Failure fails the read.
+ */
+static int open_display(struct fv_store_fcx *x, const struct fv_app *app, const struct col_plan *cp,
+                        int64_t id, const char *text, size_t len, char **ret)
+{
+    const struct fv_field *df = cp->display_sealed;
+    struct fv_sqlval col[FV_MODEL_MAX_COLS];
+    uint8_t *m = NULL;
+    size_t mlen = 0;
+    char buf[40];
+    int rc = fv_store_field_open(x, app->link_name, cp->display_form, df->link_name, id, text, len,
+                                 &m, &mlen, NULL);
+    if (rc == FV_OK)
+        rc = fv_model_value_decode(df, m, mlen, col);
+    if (m) {
+        fv_wipe(m, mlen);
+        fv_free(m);
+    }
+    if (rc != FV_OK) {
+        fv_log(FV_LOG_DEBUG,
+               "store: tenant %lld: display field '%s' of form '%s' record %lld does not open: %s",
+               (long long)x->t->id, df->link_name, cp->display_form, (long long)id,
+               fv_strerror(rc));
+        return rc;
+    }
+    *ret = NULL;
+    switch (col[0].type) {
+    case FV_SQL_TEXT:
+        *ret = col[0].s; /* takes the decoded text */
+        col[0].s = NULL;
+        break;
+    case FV_SQL_INT:
+        (void)snprintf(buf, sizeof(buf), "%lld", (long long)col[0].i);
+        *ret = fv_strdup(buf);
+        break;
+    case FV_SQL_REAL:
+        (void)snprintf(buf, sizeof(buf), "%.15g", col[0].r);
+        *ret = fv_strdup(buf);
+        break;
+    default:
+        break;
+    }
+    bool oom = col[0].type != FV_SQL_NULL && !*ret;
+    fv_model_sqlval_release(&col[0]);
+    return oom ? FV_E_NOMEM : FV_OK;
+}
+
+/* Multi lookups: the map ID -> sealed text as a new map ID -> display text. */
+static int open_display_map(struct fv_store_fcx *x, const struct fv_app *app,
+                            const struct col_plan *cp, const char *map_text, size_t len, char **ret,
+                            size_t *ret_len)
+{
+    json_t *map = json_loadb(map_text, len, 0, NULL);
+    json_t *out = json_object();
+    const char *key;
+    json_t *val;
+    int rc = FV_OK;
+    if (!map || !out) {
+        json_decref(map);
+        json_decref(out);
+        return map ? FV_E_NOMEM : FV_E_CORRUPT;
+    }
+    json_object_foreach(map, key, val)
+    {
+        int64_t id = 0;
+        char *disp = NULL;
+        if (!json_is_string(val))
+            continue;
+        if (fv_parse_i64(key, strlen(key), &id) != FV_OK) {
+            rc = FV_E_CORRUPT;
+            break;
+        }
+        rc = open_display(x, app, cp, id, json_string_value(val), json_string_length(val), &disp);
+        if (rc == FV_OK && disp && json_object_set_new(out, key, json_string(disp)) != 0)
+            rc = FV_E_NOMEM;
+        fv_free(disp);
+        if (rc != FV_OK)
+            break;
+    }
+    if (rc == FV_OK)
+        rc = fv_store_json_dump(out, ret, ret_len);
+    json_decref(map);
+    json_decref(out);
+    return rc;
+}
+
+static int format_row(struct fv_store_fcx *x, const struct fv_app *app, const struct fv_form *form,
+                      sqlite3_stmt *st, const struct col_plan *plan, size_t nplan, json_t **ret)
 {
     char idbuf[24];
     json_t *o = json_object();
@@ -1222,6 +1634,12 @@ static int format_row(const struct fv_app *app, sqlite3_stmt *st, const struct c
         } else if (cp->kind == COL_TEXT) {
             const char *s = col_text(st, cp->first);
             v = json_string(s ? s : "");
+        } else if (cp->sealed) {
+            int rc = format_sealed(x, app, form, st, cp, &v);
+            if (rc != FV_OK) {
+                json_decref(o);
+                return rc;
+            }
         } else {
             struct fv_sqlval cols[FV_MODEL_MAX_COLS];
             memset(cols, 0, sizeof(cols));
@@ -1250,13 +1668,40 @@ static int format_row(const struct fv_app *app, sqlite3_stmt *st, const struct c
                 }
             }
             const char *disp = NULL;
+            char *opened = NULL;
+            size_t opened_len = 0;
+            int orc = FV_OK;
             if (cp->display >= 0 && !cp->field->lookup_multi)
                 disp = col_text(st, (size_t)cp->display);
+            if (disp && cp->display_sealed) {
+                orc = cols[0].type == FV_SQL_INT
+                          ? open_display(x, app, cp, cols[0].i, disp,
+                                         (size_t)sqlite3_column_bytes(st, cp->display), &opened)
+                          : FV_OK;
+                disp = opened;
+            }
+            if (orc == FV_OK && cp->display >= 0 && cp->field->lookup_multi && cp->display_sealed &&
+                sqlite3_column_type(st, cp->display) == SQLITE_TEXT)
+                orc = open_display_map(x, app, cp, col_text(st, (size_t)cp->display),
+                                       (size_t)sqlite3_column_bytes(st, cp->display), &opened,
+                                       &opened_len);
+            if (orc != FV_OK) {
+                fv_free(opened);
+                json_decref(o);
+                return orc;
+            }
             v = fv_model_value_format(app, cp->field, cols, disp);
             if (v && cp->display >= 0 && cp->field->lookup_multi && json_is_array(v) &&
-                sqlite3_column_type(st, cp->display) == SQLITE_TEXT)
+                cp->display_sealed && opened)
+                patch_multi_display(v, opened, opened_len);
+            else if (v && cp->display >= 0 && cp->field->lookup_multi && json_is_array(v) &&
+                     !cp->display_sealed && sqlite3_column_type(st, cp->display) == SQLITE_TEXT)
                 patch_multi_display(v, col_text(st, (size_t)cp->display),
                                     (size_t)sqlite3_column_bytes(st, cp->display));
+            if (opened) {
+                fv_wipe(opened, strlen(opened));
+                fv_free(opened);
+            }
         }
         if (!v || json_object_set_new(o, cp->name, v) != 0)
             goto nomem;
@@ -1286,7 +1731,9 @@ int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
     bool have_cursor = q->cursor && q->cursor[0];
     bool has_where = q->where && q->where->sql.len;
     int kcol = -1;
+    struct fv_store_fcx x;
 
+    fv_store_fcx_init(&x, t);
     fv_buf_init(&b, FV_STORE_SQL_MAX);
     if (ret_cursor && cursor_cap)
         ret_cursor[0] = '\0';
@@ -1404,7 +1851,7 @@ int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
     if (rc == FV_OK)
         rc = fv_store_conn_prepare(c, b.p, b.len, &st);
     if (rc == FV_OK && has_where)
-        rc = fv_store_bind_where(st, q->where);
+        rc = fv_store_field_bind_where(t, st, q->where);
     if (rc != FV_OK)
         goto out;
     if (q->id)
@@ -1429,7 +1876,7 @@ int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
             break;
         }
         json_t *row = NULL;
-        rc = format_row(app, st, plan, nplan, &row);
+        rc = format_row(&x, app, sf->form, st, plan, nplan, &row);
         if (rc == FV_OK && json_array_append_new(rows, row) != 0)
             rc = FV_E_NOMEM;
         if (rc != FV_OK)
@@ -1460,6 +1907,7 @@ out:
     json_decref(rows);
     fv_free(plan);
     fv_buf_release(&b);
+    fv_store_fcx_release(&x);
     return rc;
 }
 
@@ -1485,7 +1933,7 @@ int fv_store_sqlite_count(struct fv_tenant *t, const struct fv_form *form,
     if (rc == FV_OK)
         rc = fv_store_conn_prepare(c, b.p, b.len, &st);
     if (rc == FV_OK && has_where)
-        rc = fv_store_bind_where(st, where);
+        rc = fv_store_field_bind_where(t, st, where);
     if (rc == FV_OK) {
         int src = sqlite3_step(st);
         if (src == SQLITE_ROW)

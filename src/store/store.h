@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "core/core.h"
+#include "crypto/crypto.h"
 #include "model/model.h"
 
 struct fv_store;  /* one per node */
@@ -30,6 +31,7 @@ struct fv_store_options {
     int tenant_cache_size; /* open tenant databases kept (>= 1) */
     int group_commit_max;  /* writes per commit at most (>= 1) */
     bool read_only;        /* open existing files only, refuse writes */
+    struct fv_kek *kek;    /* node KEK (crypto.h), borrowed, required; outlives the store */
 };
 
 /*
@@ -50,6 +52,7 @@ struct fv_store_tenant_info {
     char name[FV_MODEL_LINK_MAX + 1]; /* the Creator {owner}, link-name syntax */
     char region[16];
     int64_t created_ms;
+    char state[16]; /* "active" or "shredded" */
 };
 
 /*
@@ -90,7 +93,8 @@ struct fv_store_token {
 
 /*
  * Store a token by its hash (the token itself is never stored). Errors:
- * FV_E_NOT_FOUND (no such tenant), FV_E_CONFLICT (hash exists), FV_E_IO.
+ * FV_E_NOT_FOUND (no such tenant), FV_E_KEY_UNAVAILABLE (the tenant is
+ * shredded), FV_E_CONFLICT (hash exists), FV_E_IO.
  */
 FV_MUST_CHECK int fv_store_token_insert(struct fv_store *s, const struct fv_store_token *tok,
                                         const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES],
@@ -253,6 +257,136 @@ FV_MUST_CHECK int fv_store_count(struct fv_tenant *t, const struct fv_form *form
  */
 FV_MUST_CHECK int fv_store_changelog_read(struct fv_tenant *t, int64_t after_seq, size_t limit,
                                           json_t **ret);
+
+/*
+ * Detail of the last storage-level failure on this thread (a page that
+ * failed authentication, a missing key version), naming the file and page:
+ * for the log only, never for clients (STYLE 16). "" if none since the last
+ * fv_store_last_error_clear() on this thread.
+ */
+const char *fv_store_last_error(void);
+void fv_store_last_error_clear(void);
+
+/* ----------------------------------------------------------------- keys */
+
+/*
+ * Key management (DESIGN.md "Keys", docs/keys.md). These operate on the
+ * SQLite engine's catalog directly (they are not in the engine table: a
+ * second engine brings its own key store). Every change bumps the catalog's
+ * key epoch, which a running server picks up within key_check_interval_ms
+ * (fv_store_keys_refresh). Messages in reterr are for the operator: they
+ * name keys by ID and versions, never key material.
+ */
+struct fv_store_key_version {
+    uint32_t version;
+    char kek_id[FV_CRYPTO_KEK_ID_MAX];
+    char state[16]; /* "active" or "destroyed" */
+    int64_t created_ms;
+};
+
+struct fv_store_key_status {
+    int64_t tenant_id;
+    char name[FV_MODEL_LINK_MAX + 1];
+    char tenant_state[16];             /* "active" or "shredded" */
+    char kek_kind[16];                 /* "node", "imported" or "pkcs11" */
+    char kek_id[FV_CRYPTO_KEK_ID_MAX]; /* the tenant's own KEK, or "" */
+    char kek_state[16];                /* "active" or "revoked" ("" for node) */
+    size_t n_versions;
+    struct fv_store_key_version versions[FV_CRYPTO_KEYRING_MAX_VERSIONS];
+    /* rotation job; phase "" when none */
+    char job_phase[16]; /* "fields", "pages", "destroy", "done" */
+    uint32_t job_from, job_to;
+    int64_t job_done, job_total;
+    char job_error[160];
+};
+
+/* Key state of every tenant; *ret is fv_malloc'd (fv_free). FV_E_IO, FV_E_NOMEM. */
+FV_MUST_CHECK int fv_store_keys_status(struct fv_store *s, struct fv_store_key_status **ret,
+                                       size_t *ret_n);
+/*
+ * KEK rotation: re-wrap every root key wrapped by the store's KEK, every
+ * imported tenant KEK and node.key under new_kek, without touching data.
+ * Resumable: rows already under new_kek are skipped. *ret_n = keys re-wrapped.
+ * On success the store uses new_kek from then on (borrowed: keep it alive
+ * until fv_store_close). Run with the server stopped (it holds the old KEK). FV_E_KEY_UNAVAILABLE
+ * (a KEK unreachable), FV_E_CORRUPT, FV_E_IO.
+ */
+FV_MUST_CHECK int fv_store_keys_rotate_kek(struct fv_store *s, struct fv_kek *new_kek,
+                                           size_t *ret_n, struct fv_error *reterr);
+/*
+ * Tenant key rotation: add root key version N+1 (new writes use it at once)
+ * and queue the re-encryption job (fields and change log, then every page,
+ * then destroy the old versions). *ret_version = N+1. FV_E_CONFLICT (a
+ * rotation is already running), FV_E_LIMIT (too many live versions),
+ * FV_E_KEY_UNAVAILABLE, FV_E_NO_OWNER.
+ */
+FV_MUST_CHECK int fv_store_keys_rotate_tenant(struct fv_store *s, int64_t tenant_id,
+                                              uint32_t *ret_version, struct fv_error *reterr);
+/*
+ * Run queued rotation jobs for up to budget_ms (at least one step).
+ * *ret_pending = jobs still unfinished; *ret_progress (may be NULL) = false
+ * when every unfinished job is leased by another live process (wait before
+ * calling again). Progress and errors are stored in the job row
+ * (fv_store_keys_status). A job takes a lease (15 s, renewed every step; a
+ * lease whose owner process is gone is taken over at once) so that two
+ * processes never run the same job. FV_E_* of the step that failed (it is
+ * retried).
+ */
+FV_MUST_CHECK int fv_store_keys_jobs_run(struct fv_store *s, int64_t budget_ms, size_t *ret_pending,
+                                         bool *ret_progress, struct fv_error *reterr);
+/*
+ * BYOK: a new RSA-3072 transport key for importing the tenant's KEK, valid
+ * 24 hours, replacing any earlier one. *ret_pem: its public key (fv_free).
+ */
+FV_MUST_CHECK int fv_store_keys_import_params(struct fv_store *s, int64_t tenant_id, char **ret_pem,
+                                              int64_t *ret_expires_ms, struct fv_error *reterr);
+/*
+ * BYOK: import the tenant's 32-byte KEK, RSA-OAEP-SHA256-encrypted to the
+ * transport key. The first import re-wraps the tenant's root keys under it;
+ * after a revocation only the same key (same key ID) restores the tenant.
+ * *ret_kek_id names it. FV_E_NOT_FOUND (no transport key: run import-params),
+ * FV_E_INVALID (expired transport key, undecryptable or not 32 bytes, another
+ * key than the revoked one), FV_E_KEY_UNAVAILABLE.
+ */
+FV_MUST_CHECK int fv_store_keys_import(struct fv_store *s, int64_t tenant_id,
+                                       const uint8_t *wrapped, size_t len, char *ret_kek_id,
+                                       size_t id_cap, struct fv_error *reterr);
+/*
+ * BYOK on the tenant's own PKCS#11 token: re-wrap its root keys under the
+ * AES key key_label on token_label (module; PIN read from pin_file, which
+ * must be mode 0400/0600). FV_E_KEY_UNAVAILABLE (token or key not found).
+ */
+FV_MUST_CHECK int fv_store_keys_use_pkcs11(struct fv_store *s, int64_t tenant_id,
+                                           const char *module, const char *token_label,
+                                           const char *key_label, const char *pin_file,
+                                           struct fv_error *reterr);
+/*
+ * Revoke the tenant's own KEK: an imported KEK's material is destroyed; a
+ * PKCS#11 KEK is marked revoked. The tenant's data is unreadable (requests
+ * get "key unavailable") until restored. FV_E_INVALID (tenant uses the node
+ * KEK).
+ */
+FV_MUST_CHECK int fv_store_keys_revoke(struct fv_store *s, int64_t tenant_id,
+                                       struct fv_error *reterr);
+/* Restore a revoked PKCS#11 tenant KEK (imported keys are restored by import). */
+FV_MUST_CHECK int fv_store_keys_restore(struct fv_store *s, int64_t tenant_id,
+                                        struct fv_error *reterr);
+/*
+ * Crypto-shredding: destroy every wrapped root key of the tenant (all
+ * versions), its own KEK, transport keys, jobs and tokens, mark the tenant
+ * shredded, and truncate the catalog WAL (secure_delete is on), so its
+ * files and every copy of them are unreadable. Irreversible.
+ */
+FV_MUST_CHECK int fv_store_tenant_shred(struct fv_store *s, int64_t tenant_id,
+                                        struct fv_error *reterr);
+/*
+ * Server watcher: when the key epoch changed (or force), resync the keys of
+ * every open tenant; check that HSM KEKs are reachable and revoke the
+ * keyring of a tenant whose KEK is gone. Logs transitions.
+ */
+FV_MUST_CHECK int fv_store_keys_refresh(struct fv_store *s, bool force);
+/* False while the last refresh found the node KEK unreachable (/readyz). */
+bool fv_store_keys_kek_ok(struct fv_store *s);
 
 /* --------------------------------------------------------------- engine */
 

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <sqlite3.h>
 
+#include "crypto/crypto.h"
 #include "store/store.h"
 
 /* First record ID of a tenant: 19 digits like Creator's IDs. */
@@ -119,6 +120,53 @@ FV_MUST_CHECK int fv_store_bind_val(sqlite3_stmt *st, int i, const struct fv_sql
 /* Bind where->params at 1..n. */
 FV_MUST_CHECK int fv_store_bind_where(sqlite3_stmt *st, const struct fv_sql_where *where);
 
+/* ------------------------------------------------------ encrypting VFS */
+
+/*
+ * vfs.c: the encrypting SQLite VFS (DESIGN.md "Storage", notes/encrypting-vfs.md,
+ * STYLE 27). Every page of a main database, its WAL and its rollback
+ * journal is AES-256-GCM sealed under a per-file subkey derived from the
+ * bound keyring's storage key; the page's reserved bytes hold
+ * tag(16) || nonce(12) || key version(4, big-endian).
+ */
+#define FV_STORE_VFS_NAME "formvault"
+#define FV_STORE_VFS_RESERVE 32
+
+/*
+ * Register the encrypting VFS as SQLite's default and unregister every
+ * other VFS so that no plaintext VFS can be named (URI vfs=, VACUUM INTO,
+ * ATTACH). Idempotent and thread-safe. FV_E_INTERNAL.
+ */
+FV_MUST_CHECK int fv_store_vfs_register(void);
+/*
+ * Bind the database at path (as later given to sqlite3_open_v2) to kr (a
+ * reference is taken): opening that main database, its WAL or journal uses
+ * kr; opening any main database without a binding fails (SQLITE_CANTOPEN,
+ * "no key bound"). Rebinding replaces. FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_vfs_bind(const char *path, struct fv_keyring *kr);
+/* Remove the binding of path if it is bound to kr (any keyring when kr is
+ * NULL): a handle closing after its path was rebound by a newer handle of
+ * the same database leaves the newer binding alone. Open connections keep
+ * their reference. */
+void fv_store_vfs_unbind(const char *path, struct fv_keyring *kr);
+/* After sqlite3_open_v2 and before anything else: set the reserved bytes
+ * (FV_STORE_VFS_RESERVE) and disable mmap. FV_E_IO. */
+FV_MUST_CHECK int fv_store_vfs_conn_setup(sqlite3 *db);
+/*
+ * Key versions of the pages of a database file on disk, from the clear
+ * version field of each page's reserved bytes (no key needed): lowest and
+ * highest version and page count. FV_E_IO, FV_E_CORRUPT (not a formvault file).
+ */
+FV_MUST_CHECK int fv_store_vfs_scan(const char *path, uint32_t *ret_min, uint32_t *ret_max,
+                                    uint64_t *ret_pages);
+/*
+ * Text of the last page-level failure on this thread ("page 7 of
+ * '.../tenant.db' failed authentication", "no key version 2 for ..."), or
+ * "" if none: the detail for logs behind SQLITE_IOERR_DATA / SQLITE_IOERR_AUTH.
+ */
+const char *fv_store_vfs_last_error(void);
+
 /* ----------------------------------------------------------- apps, forms */
 
 /* Precomputed SQL facts of one form, built once per app load. */
@@ -187,6 +235,12 @@ struct fv_tenant {
     char *dir;
     char *db_path;
     struct fv_store_pool readers;
+    /* Root-key versions of this tenant (owner = decimal tenant ID); page
+     * keys for the VFS, field and blind-index keys for records.c. Set before
+     * the database is opened, never NULL while state is READY. */
+    struct fv_keyring *keys;
+    struct fv_kek *tenant_kek; /* the tenant's own KEK (BYOK), or NULL: node KEK */
+    bool bound;                /* db_path is bound to keys in the VFS */
 
     /* write side: wq_mu guards leader and the queue */
     pthread_mutex_t wq_mu;
@@ -221,6 +275,12 @@ struct fv_store {
     struct fv_store_conn *cat_writer;
     struct fv_store_pool cat_readers;
 
+    struct fv_kek *kek;           /* node KEK (borrowed from the options) */
+    struct fv_keyring *node_keys; /* catalog.db page key */
+    struct fv_secret *node_root;  /* the node key itself, for KEK rotation */
+    int64_t keys_epoch_seen;      /* watcher only */
+    atomic_bool kek_lost;         /* written by the watcher, read by /readyz */
+
     pthread_mutex_t mu; /* tenant cache */
     pthread_cond_t cv;
     struct fv_tenant *tenants; /* most recently used first */
@@ -229,7 +289,8 @@ struct fv_store {
 };
 
 /* tenant_db.c */
-FV_MUST_CHECK int fv_store_tenant_db_create(struct fv_store *s, int64_t id,
+/* Create tenants/<id>/tenant.db encrypted under kr (bound for the duration). */
+FV_MUST_CHECK int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_keyring *kr,
                                             struct fv_error *reterr);
 FV_MUST_CHECK int fv_store_tenant_open(struct fv_store *s, struct fv_tenant *t);
 void fv_store_tenant_close(struct fv_tenant *t);
@@ -257,6 +318,44 @@ FV_MUST_CHECK int fv_store_changelog_append(struct fv_store_conn *c, int64_t now
 FV_MUST_CHECK int fv_store_json_dump(const json_t *j, char **ret, size_t *ret_len);
 /* Row image JSON of the current result row of st (column name -> value). */
 FV_MUST_CHECK int fv_store_row_image(sqlite3_stmt *st, char **ret, size_t *ret_len);
+
+/* keys.c */
+/*
+ * Unwrap data_dir/node.key under kek (creating it when the data dir is new),
+ * build s->node_keys and bind catalog.db to it. Errors name the KEK and the
+ * file: FV_E_KEY_UNAVAILABLE (no KEK, wrong KEK, node.key missing while
+ * catalog.db exists), FV_E_CORRUPT (node.key unreadable or not unwrapping).
+ */
+FV_MUST_CHECK int fv_store_keys_node_load(struct fv_store *s, struct fv_kek *kek,
+                                          bool catalog_exists, struct fv_error *reterr);
+/* New random root key version 1 for a new tenant, wrapped by s->kek and inserted
+ * in tenant_keys inside the caller's catalog transaction; *ret = its keyring. */
+FV_MUST_CHECK int fv_store_keys_tenant_init(struct fv_store *s, int64_t tenant_id,
+                                            struct fv_keyring **ret);
+/* Create or resync t->keys (and t->tenant_kek) from the catalog. On a key
+ * failure the keyring is revoked and the error returned (reterr names it). */
+FV_MUST_CHECK int fv_store_keys_tenant_load(struct fv_store *s, struct fv_tenant *t,
+                                            struct fv_error *reterr);
+
+/* PRAGMA wal_checkpoint(TRUNCATE) on the catalog so pages of deleted key
+ * rows leave the WAL file (logs a warning on failure). Takes cat_mu. */
+void fv_store_keys_catalog_truncate(struct fv_store *s);
+/* Rewrite node.key with the node key wrapped under new_kek. */
+FV_MUST_CHECK int fv_store_keys_node_rewrap(struct fv_store *s, struct fv_kek *new_kek);
+/*
+ * The KEK wrapping a tenant's root keys: s->kek (borrowed; *ret_owned = NULL)
+ * or the tenant's own (imported or PKCS#11: *ret = *ret_owned, caller frees).
+ * c: a catalog connection. FV_E_KEY_UNAVAILABLE (revoked, HSM unreachable),
+ * FV_E_CORRUPT.
+ */
+FV_MUST_CHECK int fv_store_keys_tenant_kek(struct fv_store *s, struct fv_store_conn *c,
+                                           int64_t tenant_id, struct fv_kek **ret,
+                                           struct fv_kek **ret_owned, struct fv_error *reterr);
+/* "imported:" + key check value of an imported KEK. */
+FV_MUST_CHECK int fv_store_keys_imported_id(const struct fv_secret *k, char *out, size_t cap);
+/* First line of a PIN file that only its owner can read. */
+FV_MUST_CHECK int fv_store_keys_read_pin(const char *path, char *out, size_t cap,
+                                         struct fv_error *reterr);
 
 /* Engine entry points (store_sqlite.c and the files above). */
 int fv_store_sqlite_open(const struct fv_store_options *opt, struct fv_store **ret,
@@ -294,5 +393,141 @@ int fv_store_sqlite_changelog_read(struct fv_tenant *t, int64_t after_seq, size_
  * even when another process (the CLI's import) wrote to the same database.
  */
 int fv_store_tenant_load_next_id(struct fv_tenant *t);
+
+/* field_crypt.c */
+
+/*
+ * Field-level encryption (README.md "Field-level encryption"). A field with
+ * `encrypt` is stored in two TEXT columns (model.h fv_model_field_column):
+ * "c_<f>" holds base64url (no padding) of
+ *   0x01 || key version (4, BE) || nonce (12) || ciphertext || tag (16),
+ * AES-256-GCM under the keyring's field key of that version, plaintext =
+ * fv_model_value_encode of the value columns, associated data =
+ *   "fv-field-v1" || tenant ID (8, BE) || app || 0 || form || 0 || field || 0
+ *   || record ID (8, BE),
+ * so a sealed value copied to another record, field, form, app or tenant
+ * fails to open (FV_E_CORRUPT). "c_<f>__bidx" holds base64url of the first
+ * 16 bytes of HMAC-SHA256(blind-index key of the same version,
+ * fv_model_field_bidx_message), or NULL for empty values and composite types.
+ */
+#define FV_STORE_FIELD_FORMAT 0x01
+#define FV_STORE_FIELD_HDR (1 + 4) /* format byte, key version */
+/* blind index: the first 16 bytes of the MAC (128 bits), base64url, plus NUL */
+#define FV_STORE_BIDX_BYTES 16
+#define FV_STORE_BIDX_TEXT 23
+
+/*
+ * AEAD contexts of one operation (a write, a query, a re-encryption step),
+ * made on first use per key version and freed by fv_store_fcx_release.
+ * Not thread-safe: one per thread and operation (fv_aead contexts are not).
+ */
+#define FV_STORE_FCX_NONCES 32
+struct fv_store_fcx {
+    struct fv_tenant *t;
+    uint32_t ver[FV_CRYPTO_KEYRING_MAX_VERSIONS];
+    struct fv_aead *aead[FV_CRYPTO_KEYRING_MAX_VERSIONS];
+    size_t n;
+    /* random nonces drawn FV_STORE_FCX_NONCES at a time (one getrandom per batch) */
+    uint8_t nonces[FV_STORE_FCX_NONCES * FV_CRYPTO_NONCE_BYTES];
+    size_t nonces_left;
+};
+void fv_store_fcx_init(struct fv_store_fcx *x, struct fv_tenant *t);
+void fv_store_fcx_release(struct fv_store_fcx *x);
+
+/*
+ * Seal the encoded value m[0..mlen) of field `field` (form, app: link names)
+ * of record id under key version (0 = the keyring's write version) into a
+ * new base64url text (fv_malloc'd, NUL-terminated). FV_E_KEY_UNAVAILABLE (no
+ * keyring, no write version, version absent), FV_E_NOMEM, FV_E_INTERNAL.
+ */
+FV_MUST_CHECK int fv_store_field_seal(struct fv_store_fcx *x, uint32_t version, const char *app,
+                                      const char *form, const char *field, int64_t id,
+                                      const uint8_t *m, size_t mlen, char **ret_text,
+                                      size_t *ret_len);
+/*
+ * Open a sealed text (len bytes) into a new buffer (fv_malloc'd; wipe with
+ * fv_wipe and free) and report its key version. FV_E_CORRUPT (malformed,
+ * forged, moved to another record/field/form/app/tenant),
+ * FV_E_KEY_UNAVAILABLE (its key version is not in the keyring), FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_field_open(struct fv_store_fcx *x, const char *app, const char *form,
+                                      const char *field, int64_t id, const char *text, size_t len,
+                                      uint8_t **ret_m, size_t *ret_mlen, uint32_t *ret_version);
+/* Same into buf[0..cap) (no allocation; the read path): FV_E_LIMIT if the
+ * plaintext is longer than cap. On failure buf holds nothing. */
+FV_MUST_CHECK int fv_store_field_open_buf(struct fv_store_fcx *x, const char *app, const char *form,
+                                          const char *field, int64_t id, const char *text,
+                                          size_t len, uint8_t *buf, size_t cap, size_t *ret_mlen,
+                                          uint32_t *ret_version);
+/* Key version of a sealed text without opening it. FV_E_CORRUPT if malformed. */
+FV_MUST_CHECK int fv_store_field_version(const char *text, size_t len, uint32_t *ret_version);
+/* Blind index (base64url text) of message msg under key version. FV_E_KEY_UNAVAILABLE. */
+FV_MUST_CHECK int fv_store_field_bidx(struct fv_tenant *t, uint32_t version, const uint8_t *msg,
+                                      size_t len, char out[FV_STORE_BIDX_TEXT]);
+/*
+ * JSON array text of the blind indexes of msg under every live key version
+ * (fv_malloc'd). FV_E_KEY_UNAVAILABLE (no keyring or no version), FV_E_NOMEM.
+ */
+FV_MUST_CHECK int fv_store_field_tokens(struct fv_tenant *t, const uint8_t *msg, size_t len,
+                                        char **ret_json, size_t *ret_len);
+/*
+ * fv_store_bind_where, turning each FV_SQL_SECRET parameter (a blind-index
+ * message from the criteria compiler) into the JSON array of its tokens.
+ * Every store path that binds a criteria fragment uses this one.
+ */
+FV_MUST_CHECK int fv_store_field_bind_where(struct fv_tenant *t, sqlite3_stmt *st,
+                                            const struct fv_sql_where *where);
+/* True if form sf has a field with `encrypt`. */
+bool fv_store_form_has_encrypted(const struct fv_store_form *sf);
+
+/*
+ * Row image JSON (changelog.c) of the current result row of st, a row of
+ * form sf: like fv_store_row_image, but the sealed column of each encrypted
+ * field appears as {"enc": "<sealed text>"} so that no reader of the change
+ * log takes it for a value; never plaintext. sf may be NULL (plain image).
+ */
+FV_MUST_CHECK int fv_store_row_image_form(sqlite3_stmt *st, const struct fv_store_form *sf,
+                                          char **ret, size_t *ret_len);
+
+/*
+ * Position of a re-encryption (tenant key rotation) that the caller persists
+ * between steps, e.g. in the catalog: plain integers, all zero to start.
+ * phase 0 walks the form tables that hold encrypted fields (current app
+ * versions, ordered by table name; form_index into that order, last_id the
+ * last record done), phase 1 the change log (last_seq), phase 2 verifies.
+ */
+struct fv_store_reencrypt_cursor {
+    uint32_t phase;
+    uint32_t form_index;
+    int64_t last_id;
+    int64_t last_seq;
+};
+
+/*
+ * One step of re-encrypting every sealed value and blind index that is not
+ * under key version to_version (which must be in the keyring; normally its
+ * write version): in one write transaction on the writer connection
+ * (fv_store_writer_enter + BEGIN IMMEDIATE), visit up to max_rows rows of
+ * form tables and change-log entries from *cur on, re-seal and re-index the
+ * old values in place, and advance *cur. Modified_Time, row_version and the
+ * change-log sequence stay as they are (no new entries; images are rewritten
+ * in place). When the walk ends, the remaining old values are counted; if
+ * any remain (e.g. a form appeared behind the cursor) the cursor restarts,
+ * else *ret_finished is true. *ret_done = values re-sealed in this step.
+ * The cursor is written only on success. Errors: FV_E_KEY_UNAVAILABLE
+ * (to_version or an old version missing), FV_E_CORRUPT (a value does not
+ * open: the log names form, field and record), FV_E_BUSY, FV_E_IO,
+ * FV_E_NOMEM, FV_E_INVALID (max_rows 0).
+ */
+FV_MUST_CHECK int fv_store_field_reencrypt_step(struct fv_tenant *t, uint32_t to_version,
+                                                struct fv_store_reencrypt_cursor *cur,
+                                                size_t max_rows, size_t *ret_done,
+                                                bool *ret_finished);
+/*
+ * Number of sealed values (form tables of the current app versions and
+ * change-log images) whose key version is not `version` (reads the key
+ * version in clear; needs no key). FV_E_CORRUPT (malformed value), FV_E_IO.
+ */
+FV_MUST_CHECK int fv_store_field_count_old(struct fv_tenant *t, uint32_t version, int64_t *ret_n);
 
 #endif

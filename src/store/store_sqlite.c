@@ -28,6 +28,44 @@ static const char *const catalog_steps[] = {
     " label TEXT NOT NULL DEFAULT '') STRICT;"
     "CREATE INDEX tokens_tenant ON tokens(tenant_id);"
     "CREATE TABLE node_state (key TEXT PRIMARY KEY, value TEXT) STRICT;",
+    /* 2: keys (keys.c, keys_admin.c, keys_job.c) */
+    "ALTER TABLE tenants ADD COLUMN state TEXT NOT NULL DEFAULT 'active';"
+    "CREATE TABLE tenant_keys ("
+    " tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+    " version INTEGER NOT NULL,"
+    " kek_id TEXT NOT NULL,"
+    " wrapped BLOB,"
+    " state TEXT NOT NULL,"
+    " created INTEGER NOT NULL,"
+    " destroyed INTEGER,"
+    " PRIMARY KEY (tenant_id, version)) STRICT;"
+    "CREATE TABLE tenant_kek ("
+    " tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),"
+    " kind TEXT NOT NULL,"
+    " kek_id TEXT NOT NULL,"
+    " material BLOB,"
+    " module TEXT, token TEXT, key_label TEXT, pin_file TEXT,"
+    " state TEXT NOT NULL,"
+    " updated INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE key_jobs ("
+    " tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),"
+    " from_version INTEGER NOT NULL,"
+    " to_version INTEGER NOT NULL,"
+    " phase TEXT NOT NULL,"
+    " cursor BLOB,"
+    " done INTEGER NOT NULL DEFAULT 0,"
+    " total INTEGER NOT NULL DEFAULT 0,"
+    " started INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL,"
+    " error TEXT,"
+    " lease_owner INTEGER NOT NULL DEFAULT 0,"
+    " lease_until INTEGER NOT NULL DEFAULT 0) STRICT;"
+    "CREATE TABLE key_imports ("
+    " tenant_id INTEGER PRIMARY KEY REFERENCES tenants(id),"
+    " private_sealed BLOB NOT NULL,"
+    " public_pem TEXT NOT NULL,"
+    " expires INTEGER NOT NULL) STRICT;"
+    "INSERT OR IGNORE INTO node_state(key, value) VALUES ('keys_epoch', '0');",
 };
 
 static const struct fv_store_engine sqlite_engine = {
@@ -83,6 +121,10 @@ void fv_store_sqlite_close(struct fv_store *s)
     }
     fv_store_pool_release(&s->cat_readers);
     fv_store_conn_close(s->cat_writer);
+    if (s->node_keys)
+        fv_store_vfs_unbind(s->catalog_path, s->node_keys);
+    fv_crypto_keyring_unref(s->node_keys);
+    fv_crypto_secret_free(s->node_root);
     if (s->sync_inited) {
         (void)pthread_mutex_destroy(&s->cat_mu);
         (void)pthread_mutex_destroy(&s->mu);
@@ -154,8 +196,25 @@ int fv_store_sqlite_open(const struct fv_store_options *opt, struct fv_store **r
             goto out;
         }
     }
+    rc = fv_store_vfs_register();
+    if (rc != FV_OK) {
+        rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot register the encrypting VFS");
+        goto out;
+    }
+    s->kek = opt->kek;
+    {
+        struct stat sb;
+        rc = fv_store_keys_node_load(s, opt->kek, stat(s->catalog_path, &sb) == 0, reterr);
+        if (rc != FV_OK)
+            goto out;
+    }
     rc = fv_store_conn_open(s->catalog_path, s->read_only ? FV_STORE_CONN_RO : FV_STORE_CONN_CREATE,
                             &s->cat_writer, reterr);
+    if (rc != FV_OK)
+        goto out;
+    /* Deleted key rows are overwritten in place (crypto-shredding). */
+    if (!s->read_only)
+        rc = fv_store_conn_exec(s->cat_writer, "PRAGMA secure_delete=ON");
     if (rc != FV_OK)
         goto out;
     rc = fv_store_migrate(s->cat_writer, FV_STORE_APPID_CATALOG, catalog_steps,
@@ -198,6 +257,8 @@ static void tenant_info_from_row(sqlite3_stmt *st, struct fv_store_tenant_info *
     (void)fv_strlcpy(ret->name, name ? name : "", sizeof(ret->name));
     (void)fv_strlcpy(ret->region, region ? region : "", sizeof(ret->region));
     ret->created_ms = sqlite3_column_int64(st, 3);
+    const char *state = (const char *)sqlite3_column_text(st, 4);
+    (void)fv_strlcpy(ret->state, state ? state : "active", sizeof(ret->state));
 }
 
 int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const char *region,
@@ -208,6 +269,7 @@ int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const ch
     sqlite3_stmt *st = NULL;
     bool in_txn = false;
     struct fv_store_tenant_info info;
+    struct fv_keyring *kr = NULL;
 
     if (!name || !fv_model_link_name_valid(name, strlen(name)))
         return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
@@ -228,6 +290,7 @@ int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const ch
     memset(&info, 0, sizeof(info));
     (void)fv_strlcpy(info.name, name, sizeof(info.name));
     (void)fv_strlcpy(info.region, region, sizeof(info.region));
+    (void)fv_strlcpy(info.state, "active", sizeof(info.state));
     info.created_ms = fv_time_now_ms();
 
     (void)pthread_mutex_lock(&s->cat_mu);
@@ -251,10 +314,17 @@ int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const ch
     info.id = sqlite3_last_insert_rowid(s->cat_writer->db);
     fv_store_stmt_done(st);
     st = NULL;
+    rc = fv_store_keys_tenant_init(s, info.id, &kr);
+    if (rc != FV_OK) {
+        rc =
+            fv_error_set(reterr, rc, SIZE_MAX, "cannot create the tenant's root key under KEK '%s'",
+                         fv_crypto_kek_id(s->kek));
+        goto out;
+    }
     /* The tenant database exists before the catalog row commits: a crash in
      * between leaves an orphan directory, which the next create of that id
      * moves aside (tenant_db.c). */
-    rc = fv_store_tenant_db_create(s, info.id, reterr);
+    rc = fv_store_tenant_db_create(s, info.id, kr, reterr);
     if (rc != FV_OK)
         goto out;
     rc = fv_store_conn_exec(s->cat_writer, "COMMIT");
@@ -268,6 +338,7 @@ out:
     if (in_txn)
         fv_store_conn_rollback(s->cat_writer);
     (void)pthread_mutex_unlock(&s->cat_mu);
+    fv_crypto_keyring_unref(kr);
     if (rc != FV_OK && reterr && reterr->code == FV_OK)
         (void)fv_error_set(reterr, rc, SIZE_MAX, "cannot create tenant '%s'", name);
     return rc;
@@ -276,7 +347,7 @@ out:
 int fv_store_sqlite_tenant_list(struct fv_store *s, struct fv_store_tenant_info **ret,
                                 size_t *ret_n)
 {
-    static const char sql[] = "SELECT id, name, region, created FROM tenants ORDER BY id";
+    static const char sql[] = "SELECT id, name, region, created, state FROM tenants ORDER BY id";
     int rc = FV_OK;
     struct fv_store_conn *c = NULL;
     sqlite3_stmt *st = NULL;
@@ -327,8 +398,10 @@ out:
 static int tenant_by(struct fv_store *s, const char *name, int64_t id,
                      struct fv_store_tenant_info *ret)
 {
-    static const char by_name[] = "SELECT id, name, region, created FROM tenants WHERE name = ?1";
-    static const char by_id[] = "SELECT id, name, region, created FROM tenants WHERE id = ?1";
+    static const char by_name[] =
+        "SELECT id, name, region, created, state FROM tenants WHERE name = ?1";
+    static const char by_id[] =
+        "SELECT id, name, region, created, state FROM tenants WHERE id = ?1";
     int rc = FV_OK;
     struct fv_store_conn *c = NULL;
     sqlite3_stmt *st = NULL;
@@ -444,9 +517,12 @@ int fv_store_sqlite_tenant_acquire(struct fv_store *s, int64_t tenant_id, struct
     if (!t) {
         /* Catalog check without the cache lock: it is I/O. */
         (void)pthread_mutex_unlock(&s->mu);
-        rc = tenant_by(s, NULL, tenant_id, NULL);
+        struct fv_store_tenant_info info;
+        rc = tenant_by(s, NULL, tenant_id, &info);
         if (rc != FV_OK)
             return rc;
+        if (strcmp(info.state, "active") != 0)
+            return FV_E_KEY_UNAVAILABLE; /* shredded: its keys are gone */
         (void)pthread_mutex_lock(&s->mu);
         t = cache_find(s, tenant_id);
     }
@@ -467,6 +543,12 @@ int fv_store_sqlite_tenant_acquire(struct fv_store *s, int64_t tenant_id, struct
             cache_push_front(s, t);
         }
         (void)pthread_mutex_unlock(&s->mu);
+        /* Revoked or shredded since it was opened: nothing may be served,
+         * not even pages SQLite still caches. */
+        if (fv_crypto_keyring_write_version(t->keys) == 0) {
+            fv_store_sqlite_tenant_release(t);
+            return FV_E_KEY_UNAVAILABLE;
+        }
         *ret = t;
         return FV_OK;
     }
@@ -520,8 +602,10 @@ void fv_store_sqlite_tenant_release(struct fv_tenant *t)
 int fv_store_sqlite_token_insert(struct fv_store *s, const struct fv_store_token *tok,
                                  const uint8_t hash[FV_STORE_TOKEN_HASH_BYTES], int64_t *ret_id)
 {
+    /* A shredded tenant gets no new tokens: no row is inserted. */
     static const char sql[] = "INSERT INTO tokens(tenant_id, hash, scopes, expires, created, label)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+                              " SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM tenants WHERE id = ?1 AND"
+                              " state = 'active'";
     int rc = FV_OK;
     sqlite3_stmt *st = NULL;
 
@@ -541,7 +625,9 @@ int fv_store_sqlite_token_insert(struct fv_store *s, const struct fv_store_token
     (void)sqlite3_bind_int64(st, 5, tok->created_ms ? tok->created_ms : fv_time_now_ms());
     (void)sqlite3_bind_text(st, 6, tok->label, -1, SQLITE_TRANSIENT);
     int src = sqlite3_step(st);
-    if (src == SQLITE_DONE) {
+    if (src == SQLITE_DONE && sqlite3_changes(s->cat_writer->db) == 0) {
+        rc = FV_E_KEY_UNAVAILABLE; /* no such tenant, or shredded (its keys are gone) */
+    } else if (src == SQLITE_DONE) {
         if (ret_id)
             *ret_id = sqlite3_last_insert_rowid(s->cat_writer->db);
     } else if (src == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -552,6 +638,8 @@ int fv_store_sqlite_token_insert(struct fv_store *s, const struct fv_store_token
 out:
     fv_store_stmt_done(st);
     (void)pthread_mutex_unlock(&s->cat_mu);
+    if (rc == FV_E_KEY_UNAVAILABLE && tenant_by(s, NULL, tok->tenant_id, NULL) == FV_E_NO_OWNER)
+        rc = FV_E_NOT_FOUND;
     return rc;
 }
 

@@ -244,13 +244,15 @@ static int tenant_paths(struct fv_store *s, int64_t id, char **ret_dir, char **r
     return FV_OK;
 }
 
-int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_error *reterr)
+int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_keyring *kr,
+                              struct fv_error *reterr)
 {
     int rc = FV_OK;
     char *dir = NULL, *db = NULL;
     struct fv_store_conn *c = NULL;
     struct stat st;
     struct fv_error detail; /* names paths: debug log only (STYLE 16) */
+    bool bound = false;
 
     fv_error_init(&detail);
     rc = tenant_paths(s, id, &dir, &db);
@@ -273,6 +275,10 @@ int fv_store_tenant_db_create(struct fv_store *s, int64_t id, struct fv_error *r
                           strerror(errno));
         goto out;
     }
+    rc = fv_store_vfs_bind(db, kr);
+    if (rc != FV_OK)
+        goto out;
+    bound = true;
     rc = fv_store_conn_open(db, FV_STORE_CONN_CREATE, &c, &detail);
     if (rc != FV_OK)
         goto out;
@@ -290,6 +296,8 @@ out:
         (void)fv_error_set(reterr, rc, SIZE_MAX, "cannot create the tenant database");
     }
     fv_store_conn_close(c);
+    if (bound)
+        fv_store_vfs_unbind(db, kr);
     fv_free(dir);
     fv_free(db);
     return rc;
@@ -387,6 +395,16 @@ int fv_store_tenant_open(struct fv_store *s, struct fv_tenant *t)
     rc = tenant_paths(s, t->id, &t->dir, &t->db_path);
     if (rc != FV_OK)
         return rc;
+    rc = fv_store_keys_tenant_load(s, t, &err);
+    if (rc != FV_OK) {
+        fv_log(FV_LOG_WARN, "store: tenant %lld keys unavailable: %s", (long long)t->id,
+               err.msg[0] ? err.msg : fv_strerror(rc));
+        return rc;
+    }
+    rc = fv_store_vfs_bind(t->db_path, t->keys);
+    if (rc != FV_OK)
+        return rc;
+    t->bound = true;
     rc = fv_store_conn_open(t->db_path, s->read_only ? FV_STORE_CONN_RO : FV_STORE_CONN_RW,
                             &t->writer, &err);
     if (rc == FV_OK)
@@ -416,6 +434,10 @@ void fv_store_tenant_close(struct fv_tenant *t)
     }
     fv_store_pool_release(&t->readers);
     fv_store_conn_close(t->writer);
+    if (t->bound)
+        fv_store_vfs_unbind(t->db_path, t->keys);
+    fv_crypto_keyring_unref(t->keys);
+    fv_crypto_kek_free(t->tenant_kek);
     if (t->sync_inited) {
         (void)pthread_rwlock_destroy(&t->apps_lock);
         (void)pthread_cond_destroy(&t->wq_cv);
@@ -605,6 +627,16 @@ static int field_indexes(struct fv_tenant *t, const struct fv_store_form *sf, si
     else if (want)
         rc = fv_buf_appendf(b, "CREATE INDEX IF NOT EXISTS \"l_%s__%s\" ON \"%s\" (", sf->table,
                             fld->link_name, sf->table);
+    if (!want && fld->encrypt) {
+        /* == and != on an encrypted field search its blind index, the
+         * field's first column (field_crypt.c). */
+        rc = fv_buf_appendf(b, "CREATE INDEX IF NOT EXISTS \"e_%s__%s\" ON \"%s\" (\"%s\")",
+                            sf->table, fld->link_name, sf->table, sf->col_names[sf->col_off[i]]);
+        if (rc == FV_OK)
+            rc = ddl(t, b, reterr, "blind index");
+        if (rc != FV_OK)
+            return rc;
+    }
     if (!want) {
         /* A field that lost its unique flag loses the unique index. */
         rc = fv_buf_appendf(b, "DROP INDEX IF EXISTS \"u_%s__%s\"", sf->table, fld->link_name);
@@ -692,6 +724,9 @@ static int upgrade_form(struct fv_tenant *t, const struct fv_store_form *old_sf,
             return fv_error_set(reterr, FV_E_CONFLICT, SIZE_MAX,
                                 "field '%s' of form '%s' cannot be removed", ofl->link_name,
                                 of->link_name);
+        rc = fv_model_field_upgrade_check(of->link_name, ofl, nfl, reterr);
+        if (rc != FV_OK)
+            return rc;
         size_t ni = (size_t)(nfl - nf->fields);
         bool same = nfl->type == ofl->type && sf->col_n[ni] == old_sf->col_n[i] &&
                     nfl->lookup_multi == ofl->lookup_multi;

@@ -85,6 +85,12 @@ class Server:
         self.log_path = self.tmp / "serve.log"
         self._log_file = None
         self.starts = 0
+        # The master key (KEK) lives outside the data directory, mode 0400.
+        self.kek_dir = self.tmp / "keys"
+        self.kek_dir.mkdir(mode=0o700)
+        self.kek_file = self.kek_dir / "kek.key"
+        self.kek_file.write_bytes(os.urandom(32))
+        self.kek_file.chmod(0o400)
 
     # ---------------------------------------------------------------- CLI
     def env(self):
@@ -96,6 +102,7 @@ class Server:
             "FORMVAULT_OPERATOR_PORT": str(self.operator_port),
             "FORMVAULT_BIND": "127.0.0.1",
             "FORMVAULT_OPERATOR_BIND": "127.0.0.1",
+            "FORMVAULT_KEK_FILE": str(self.kek_file),
         })
         e.update(self.extra_env)
         return e

@@ -46,7 +46,7 @@ static void round_trip(const struct fv_field *f, const struct fv_sqlval *cols)
 {
     struct fv_sqlval again[FV_MODEL_MAX_COLS];
     struct fv_error err;
-    size_t n = fv_model_field_ncols(f);
+    size_t n = fv_model_field_value_ncols(f);
     bool all_null = true;
 
     for (size_t i = 0; i < n; i++)

@@ -350,6 +350,7 @@ struct api_server {
     struct fv_api *api;
     struct fv_http_server *server;
     struct fv_http_server_info info;
+    struct fv_kek *kek;
 };
 
 static void api_server_start(struct fixture *f, struct api_server *a, int write_threads)
@@ -365,6 +366,13 @@ static void api_server_start(struct fixture *f, struct api_server *a, int write_
     o.tenant_cache_size = 4;
     o.group_commit_max = 64;
     fv_error_init(&err);
+    char kek[320];
+    (void)snprintf(kek, sizeof(kek), "%s/kek.key", f->dir);
+    int krc = fv_crypto_kek_file_create(kek, a->data, &err); /* once per fixture dir */
+    assert_true(krc == FV_OK || krc == FV_E_CONFLICT);
+    fv_error_init(&err);
+    assert_int_equal(fv_crypto_kek_file_open(&a->kek, kek, a->data, &err), FV_OK);
+    o.kek = a->kek;
     assert_int_equal(fv_store_open(&o, &a->store, &err), FV_OK);
     assert_int_equal(fv_api_new(&a->cfg, a->store, &a->api), FV_OK);
     assert_int_equal(fv_http_server_start(&a->cfg, a->api, &a->server, &err), FV_OK);
@@ -377,6 +385,8 @@ static void api_server_stop(struct api_server *a)
     a->server = NULL;
     fv_api_free(a->api);
     fv_store_close(a->store);
+    fv_crypto_kek_free(a->kek);
+    a->kek = NULL;
 }
 
 static int open_fds(void)

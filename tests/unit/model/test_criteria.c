@@ -280,8 +280,8 @@ static void test_criteria_compile_string_functions(void **state)
     (void)state;
     assert_sql("Patient", "Notes.contains(\"50%_\")", "(instr(\"c_Notes\", ?) > 0)");
     assert_param_text(0, "50%_");
-    assert_sql("Patient", "Email.startsWith(\"jo\")", "(instr(\"c_Email\", ?) = 1)");
-    assert_sql("Patient", "Email.endsWith(\"@x.org\")", "(substr(\"c_Email\", -length(?)) = ?)");
+    assert_sql("Patient", "Bio.startsWith(\"jo\")", "(instr(\"c_Bio\", ?) = 1)");
+    assert_sql("Patient", "Bio.endsWith(\"@x.org\")", "(substr(\"c_Bio\", -length(?)) = ?)");
     assert_int_equal(w.n_params, 2);
     assert_param_text(0, "@x.org");
     assert_param_text(1, "@x.org");
@@ -363,9 +363,14 @@ static void test_criteria_compile_lookups(void **state)
     assert_sql("Visit", "Patient == \"12\"", "(\"c_Patient\" IS ?)");
     assert_param_int(0, 12);
     assert_sql(
-        "Visit", "Patient.Email == \"a@b.co\"",
-        "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" WHERE \"c_Email\" IS ?))");
-    assert_param_text(0, "a@b.co");
+        "Visit", "Patient.Phone == \"555\"",
+        "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" WHERE \"c_Phone\" IS ?))");
+    assert_param_text(0, "555");
+    /* an encrypted field of the target: its blind index (test_criteria_compile_encrypted) */
+    assert_sql("Visit", "Patient.Email == \"a@b.co\"",
+               "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" WHERE "
+               "\"c_Email__bidx\" IN (SELECT value FROM json_each(?))))");
+    assert_int_equal(w.params[0].type, FV_SQL_SECRET);
     assert_sql("Visit", "Patient.Full_Name.last_name.startsWith(\"Mc\")",
                "(\"c_Patient\" IN (SELECT \"ID\" FROM \"f_clinic__Patient\" WHERE "
                "instr(\"c_Full_Name__last_name\", ?) = 1))");
@@ -392,6 +397,72 @@ static void test_criteria_compile_values_never_in_sql(void **state)
                "(\"c_Patient_Number\" IS ?)");
     assert_param_text(0, "x\"); DROP TABLE f_Patient; --");
     assert_sql("Patient", "Notes.contains(\"' OR 1=1 --\")", "(instr(\"c_Notes\", ?) > 0)");
+}
+
+/* The blind-index message the compiler must bind for Email == text. */
+static void assert_param_bidx(size_t i, const char *form, const char *field, const char *text)
+{
+    const struct fv_field *f = fv_model_form_field(fv_model_app_form(app, form), field);
+    struct fv_sqlval v = {.type = FV_SQL_TEXT, .s = (char *)text, .len = strlen(text)};
+    uint8_t *enc = NULL, *msg = NULL;
+    size_t enc_len = 0, msg_len = 0;
+    assert_non_null(f);
+    assert_int_equal(fv_model_value_encode(f, &v, &enc, &enc_len), FV_OK);
+    assert_int_equal(
+        fv_model_field_bidx_message("clinic", form, field, enc, enc_len, &msg, &msg_len), FV_OK);
+    assert_true(i < w.n_params);
+    assert_int_equal(w.params[i].type, FV_SQL_SECRET);
+    assert_int_equal(w.params[i].len, msg_len);
+    assert_memory_equal(w.params[i].s, msg, msg_len);
+    fv_free(enc);
+    fv_free(msg);
+}
+
+static void test_criteria_compile_encrypted(void **state)
+{
+    (void)state;
+    /* == and != go to the blind index, one placeholder for all key versions */
+    assert_sql("Patient", "Email == \"a@b.co\"",
+               "(\"c_Email__bidx\" IN (SELECT value FROM json_each(?)))");
+    assert_int_equal(w.n_params, 1);
+    assert_param_bidx(0, "Patient", "Email", "a@b.co");
+    /* the literal never appears as a plain parameter or in the SQL */
+    assert_null(strstr(w.sql.p, "a@b.co"));
+    assert_sql("Patient", "Email != \"a@b.co\"",
+               "((\"c_Email__bidx\" IS NULL OR \"c_Email__bidx\" NOT IN (SELECT value FROM "
+               "json_each(?))))");
+    assert_param_bidx(0, "Patient", "Email", "a@b.co");
+    /* null tests look at the sealed column */
+    assert_sql("Patient", "Email == null", "(\"c_Email\" IS NULL)");
+    assert_int_equal(w.n_params, 0);
+    assert_sql("Patient", "Email is not null", "(\"c_Email\" IS NOT NULL)");
+    /* mixed with fields in clear */
+    assert_sql("Patient", "Age > 3 && !(Email == \"x\")",
+               "((\"c_Age\" > ? AND NOT (\"c_Email__bidx\" IN (SELECT value FROM json_each(?)))))");
+    assert_param_int(0, 3);
+    assert_param_bidx(1, "Patient", "Email", "x");
+
+    /* everything that would need the plaintext is refused, with the position */
+    assert_compile_err("Patient", "Email.contains(\"a\")", 6,
+                       "at 6: field 'Email' is encrypted: only == and != criteria are supported, "
+                       "not '.contains'");
+    assert_compile_err("Patient", "Email.startsWith(\"a\")", 6,
+                       "at 6: field 'Email' is encrypted: only == and != criteria are supported, "
+                       "not '.startsWith'");
+    assert_compile_err("Patient", "Email.endsWith(\"a\")", 6,
+                       "at 6: field 'Email' is encrypted: only == and != criteria are supported, "
+                       "not '.endsWith'");
+    assert_compile_err("Patient", "Age == 1 || Email < \"b\"", 18,
+                       "at 18: field 'Email' is encrypted: only == and != criteria are supported, "
+                       "not '<'");
+    assert_compile_err("Patient", "Email >= \"b\"", 6,
+                       "at 6: field 'Email' is encrypted: only == and != criteria are supported, "
+                       "not '>='");
+    assert_compile_err("Visit", "Patient.Email > \"b\"", 14,
+                       "at 14: field 'Email' is encrypted: only == and != criteria are supported, "
+                       "not '>'");
+    assert_compile_err("Patient", "Email.user == \"b\"", 0,
+                       "at 0: field 'Email' is encrypted: its parts cannot be searched");
 }
 
 static void test_criteria_compile_errors(void **state)
@@ -550,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_criteria_compile_composites),
         cmocka_unit_test(test_criteria_compile_lookups),
         cmocka_unit_test(test_criteria_compile_values_never_in_sql),
+        cmocka_unit_test(test_criteria_compile_encrypted),
         cmocka_unit_test(test_criteria_compile_errors),
         cmocka_unit_test(test_criteria_compile_error_rolls_back),
         cmocka_unit_test(test_criteria_compile_long_names),

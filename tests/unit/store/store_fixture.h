@@ -48,6 +48,7 @@ struct fx {
     const struct fv_app *app;
     const struct fv_form *patient;
     const struct fv_form *visit;
+    struct fv_kek *kek; /* file KEK in dir/kek.key, outside the data dir */
 };
 
 static inline int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -64,10 +65,20 @@ static inline void fx_mkdtemp(struct fx *f)
     const char *base = getenv("TMPDIR");
     (void)snprintf(f->dir, sizeof(f->dir), "%s/fv-store-XXXXXX", base && *base ? base : "/tmp");
     assert_non_null(mkdtemp(f->dir));
+    char kek[300], data[300];
+    struct fv_error err;
+    fv_error_init(&err);
+    (void)snprintf(kek, sizeof(kek), "%s/kek.key", f->dir);
+    (void)snprintf(data, sizeof(data), "%s/data", f->dir);
+    if (fv_crypto_kek_file_create(kek, data, &err) != FV_OK ||
+        fv_crypto_kek_file_open(&f->kek, kek, data, &err) != FV_OK)
+        fail_msg("kek: %s", err.msg);
 }
 
 static inline void fx_rmdir(struct fx *f)
 {
+    fv_crypto_kek_free(f->kek);
+    f->kek = NULL;
     if (f->dir[0])
         (void)nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -76,7 +87,7 @@ static inline struct fv_store_options fx_opts(struct fx *f, char *data, size_t c
 {
     (void)snprintf(data, cap, "%s/data", f->dir);
     struct fv_store_options o = {.data_dir = data, .tenant_cache_size = 4,
-                                 .group_commit_max = 64, .read_only = false};
+                                 .group_commit_max = 64, .read_only = false, .kek = f->kek};
     return o;
 }
 

@@ -229,15 +229,16 @@ static void test_fv_store_app_install_read_only_tenant_db_version(void **state)
     struct fx *f = *state;
     char rel[64], p[512];
     sqlite3 *db = NULL;
-    fv_store_tenant_release(f->t);
-    f->t = NULL;
-    fv_store_close(f->s);
-    f->s = NULL;
+    /* Edit while the tenant is open: its path is bound to its keys. */
     (void)snprintf(rel, sizeof(rel), "tenants/%lld/tenant.db", (long long)f->tenant_id);
     fx_path(f, rel, p, sizeof(p));
     assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=1000", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+    fv_store_tenant_release(f->t);
+    f->t = NULL;
+    fv_store_close(f->s);
+    f->s = NULL;
     fx_open_store(f);
     struct fv_tenant *t = NULL;
     assert_int_equal(fv_store_tenant_acquire(f->s, f->tenant_id, &t), FV_E_CORRUPT);
