@@ -442,7 +442,8 @@ static int cmd_tenant(int argc, char **argv)
         "       formvault tenant shred <name> --yes\n\n"
         "A tenant name is the {owner} in API URLs: letters, digits and '_', starting with a\n"
         "letter. shred destroys every wrapped root key of the tenant (crypto-shredding):\n"
-        "its databases, files and every backup of them become unreadable. Irreversible.\n";
+        "its databases and files become unreadable. Irreversible. Rotate the KEK afterwards\n"
+        "to make older copies of the whole data directory useless too (docs/keys.md).\n";
     static const char *const names[] = {"region", "yes"};
     const char *vals[2] = {NULL, NULL};
     const char *pos[2];

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -243,6 +244,7 @@ int fv_cli_keys(int argc, char **argv)
     struct fv_store *store = NULL;
     struct fv_kek *new_kek = NULL;
     struct fv_error e;
+    int lock_fd = -1;
     int ret = 1;
 
     if (fv_cli_want_help(argc, argv, keys_usage))
@@ -332,7 +334,11 @@ int fv_cli_keys(int argc, char **argv)
             ret = 2;
             goto out;
         }
-        if (fv_cli_server_running(cfg.data_dir)) {
+        /* Hold serve.lock for the whole rotation: no server starts meanwhile. */
+        char lock_path[FV_CONFIG_PATH_MAX + 16];
+        (void)snprintf(lock_path, sizeof(lock_path), "%s/serve.lock", cfg.data_dir);
+        lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
             (void)fprintf(stderr, "formvault: stop the server first: it holds the current KEK "
                                   "(KEK rotation rewrites node.key)\n");
             goto out;
@@ -463,5 +469,7 @@ int fv_cli_keys(int argc, char **argv)
 out:
     fv_cli_close_store(store); /* may use new_kek after a KEK rotation */
     fv_crypto_kek_free(new_kek);
+    if (lock_fd >= 0)
+        (void)close(lock_fd);
     return ret;
 }

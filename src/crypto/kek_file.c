@@ -155,6 +155,29 @@ static int read_key(struct fv_secret **ret, const char *path, const char *data_d
                           path, (unsigned)(st.st_mode & 07777));
         goto out;
     }
+    /* The file opened must be the one whose location was checked (no
+     * directory swapped in between), have no second name (a hard link from
+     * inside the data directory) and belong to this user. */
+    struct stat named;
+    if (stat(real, &named) != 0 || named.st_dev != st.st_dev || named.st_ino != st.st_ino) {
+        rc = fv_error_set(reterr, FV_E_KEY_UNAVAILABLE, SIZE_MAX,
+                          "kek file '%s' changed while it was opened", path);
+        goto out;
+    }
+    if (st.st_nlink != 1) {
+        rc = fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
+                          "kek file '%s' has %lu hard links: keep a single name, outside the data "
+                          "directory",
+                          path, (unsigned long)st.st_nlink);
+        goto out;
+    }
+    if (st.st_uid != geteuid()) {
+        rc = fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
+                          "kek file '%s' belongs to uid %lu, not to the user running formvault "
+                          "(uid %lu)",
+                          path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        goto out;
+    }
     if (st.st_size != FV_CRYPTO_KEY_BYTES) {
         rc = fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
                           "kek file '%s' holds %lld bytes, expected %d", path,

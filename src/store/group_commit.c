@@ -59,6 +59,8 @@ static void run_batch(struct fv_tenant *t, struct fv_store_job *batch)
         if (rc == FV_OK && t->next_id < mem)
             t->next_id = mem;
     }
+    if (rc == FV_OK)
+        rc = fv_store_keys_writer_check(t);
     first_id = t->next_id;
     for (struct fv_store_job *j = batch; rc == FV_OK && j; j = j->next) {
         for (size_t i = 0; rc == FV_OK && i < j->n; i++)

@@ -34,9 +34,6 @@
 
 #define NODE_KEY_FILE "node.key"
 #define NODE_KEY_AD "fv-node-key-v1"
-#define IMPORT_TTL_MS (24 * 3600 * INT64_C(1000))
-#define JOB_LEASE_MS 15000
-#define FIELD_BATCH 500
 
 /* ------------------------------------------------------------- helpers */
 
@@ -94,11 +91,55 @@ int fv_store_keys_imported_id(const struct fv_secret *k, char *out, size_t cap)
 
 void fv_store_keys_catalog_truncate(struct fv_store *s)
 {
-    (void)pthread_mutex_lock(&s->cat_mu);
-    int rc = fv_store_conn_exec(s->cat_writer, "PRAGMA wal_checkpoint(TRUNCATE)");
-    (void)pthread_mutex_unlock(&s->cat_mu);
+    /* The pragma returns SQLITE_OK even when readers block it; its first
+     * column says whether it completed. Readers hold snapshots for
+     * milliseconds: retry for up to about 2 s. */
+    int busy = 1, rc = FV_OK;
+    for (int attempt = 0; attempt < 40 && busy; attempt++) {
+        if (attempt > 0)
+            (void)usleep(50 * 1000);
+        sqlite3_stmt *st = NULL;
+        (void)pthread_mutex_lock(&s->cat_mu);
+        int src =
+            sqlite3_prepare_v2(s->cat_writer->db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+        if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+            busy = sqlite3_column_int(st, 0);
+        else
+            rc = fv_store_sqlite_err(src);
+        sqlite3_finalize(st);
+        (void)pthread_mutex_unlock(&s->cat_mu);
+        if (rc != FV_OK)
+            break;
+    }
+    if (rc != FV_OK || busy)
+        fv_log(FV_LOG_WARN,
+               "keys: the catalog WAL could not be truncated (%s): pages of deleted key rows stay "
+               "in it until the next checkpoint, ignoring",
+               rc != FV_OK ? fv_strerror(rc) : "busy readers");
+}
+
+int fv_store_keys_kek_guard(struct fv_store *s)
+{
+    static const char sql[] = "SELECT value FROM node_state WHERE key = 'kek_id'";
+    sqlite3_stmt *st = NULL;
+    int rc = fv_store_conn_prepare(s->cat_writer, sql, sizeof(sql) - 1, &st);
     if (rc != FV_OK)
-        fv_log(FV_LOG_WARN, "keys: catalog WAL not truncated, ignoring: %s", fv_strerror(rc));
+        return rc;
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        if (!id || strcmp(id, fv_crypto_kek_id(s->kek)) != 0) {
+            fv_log(FV_LOG_ERROR,
+                   "keys: the KEK was rotated to '%s' by another process; this process still "
+                   "holds '%s': restart it with the new KEK",
+                   id ? id : "", fv_crypto_kek_id(s->kek));
+            rc = FV_E_KEY_UNAVAILABLE;
+        }
+    } else if (src != SQLITE_DONE) {
+        rc = fv_store_sqlite_err(src);
+    }
+    fv_store_stmt_done(st);
+    return rc;
 }
 
 /* ------------------------------------------------------------ node key */
@@ -497,8 +538,10 @@ static int tenant_keys_sync(struct fv_store *s, struct fv_store_conn *c, int64_t
                             struct fv_keyring *kr, struct fv_kek **io_tenant_kek,
                             struct fv_error *reterr)
 {
+    /* Newest first: the first version added to an empty (or revoked) ring
+     * becomes its write version, and it must never be an old one. */
     static const char sql[] = "SELECT version, kek_id, wrapped FROM tenant_keys WHERE "
-                              "tenant_id = ?1 AND state = 'active' ORDER BY version";
+                              "tenant_id = ?1 AND state = 'active' ORDER BY version DESC";
     uint32_t have[FV_CRYPTO_KEYRING_MAX_VERSIONS], want[FV_CRYPTO_KEYRING_MAX_VERSIONS];
     size_t n_have, n_want = 0;
     struct fv_kek *kek = NULL, *owned = NULL;
@@ -584,16 +627,19 @@ static int tenant_keys_sync(struct fv_store *s, struct fv_store_conn *c, int64_t
         if (!keep)
             fv_crypto_keyring_remove(kr, have[i]);
     }
-    rc = fv_crypto_keyring_set_write(kr, want[n_want - 1]);
+    rc = fv_crypto_keyring_set_write(kr, want[0]); /* the newest */
 out:
     fv_store_stmt_done(st);
     fv_crypto_secret_free(root);
     if (rc == FV_E_KEY_UNAVAILABLE || rc == FV_E_CORRUPT)
         fv_crypto_keyring_revoke(kr);
-    if (io_tenant_kek && rc == FV_OK) {
+    if (io_tenant_kek && (rc == FV_OK || rc == FV_E_KEY_UNAVAILABLE || rc == FV_E_CORRUPT)) {
+        /* Success: the current tenant KEK; failure: none is kept in memory
+         * (a revoked or shredded tenant's KEK must not linger). */
         fv_crypto_kek_free(*io_tenant_kek);
-        *io_tenant_kek = owned;
-        owned = NULL;
+        *io_tenant_kek = rc == FV_OK ? owned : NULL;
+        if (rc == FV_OK)
+            owned = NULL;
     }
     fv_crypto_kek_free(owned);
     return rc;
@@ -614,8 +660,68 @@ int fv_store_keys_tenant_load(struct fv_store *s, struct fv_tenant *t, struct fv
     rc = fv_store_pool_get(&s->cat_readers, &c);
     if (rc != FV_OK)
         return rc;
+    (void)pthread_mutex_lock(&t->keys_mu);
     rc = tenant_keys_sync(s, c, t->id, t->keys, &t->tenant_kek, reterr);
+    (void)pthread_mutex_unlock(&t->keys_mu);
     fv_store_pool_put(&s->cat_readers, c);
+    return rc;
+}
+
+/* fv_meta 'min_key_version' of the tenant database (0 when unset). */
+static int key_floor_read(struct fv_tenant *t, int64_t *ret)
+{
+    static const char sql[] = "SELECT value FROM fv_meta WHERE key = 'min_key_version'";
+    sqlite3_stmt *st = NULL;
+    int rc = fv_store_conn_prepare(t->writer, sql, sizeof(sql) - 1, &st);
+    if (rc != FV_OK)
+        return rc;
+    int src = sqlite3_step(st);
+    *ret = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = fv_store_sqlite_err(src);
+    fv_store_stmt_done(st);
+    return rc;
+}
+
+int fv_store_keys_writer_check(struct fv_tenant *t)
+{
+    int64_t floor = 0;
+    int rc = key_floor_read(t, &floor);
+    if (rc != FV_OK || floor <= (int64_t)fv_crypto_keyring_write_version(t->keys))
+        return rc;
+    /* A rotation in another process moved the floor: load the new version. */
+    struct fv_error err;
+    fv_error_init(&err);
+    rc = fv_store_keys_tenant_load(t->store, t, &err);
+    if (rc == FV_OK && (int64_t)fv_crypto_keyring_write_version(t->keys) < floor)
+        rc = FV_E_KEY_UNAVAILABLE;
+    if (rc != FV_OK)
+        fv_log(FV_LOG_DEBUG, "store: tenant %lld: cannot write under key version %lld: %s",
+               (long long)t->id, (long long)floor, err.msg[0] ? err.msg : fv_strerror(rc));
+    return rc;
+}
+
+int fv_store_keys_set_floor(struct fv_tenant *t, uint32_t version)
+{
+    static const char sql[] = "INSERT INTO fv_meta(key, value) VALUES ('min_key_version', ?1) "
+                              "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)";
+    sqlite3_stmt *st = NULL;
+    fv_store_writer_enter(t);
+    int rc = fv_store_conn_exec(t->writer, "BEGIN IMMEDIATE");
+    if (rc == FV_OK)
+        rc = fv_store_conn_prepare(t->writer, sql, sizeof(sql) - 1, &st);
+    if (rc == FV_OK) {
+        (void)sqlite3_bind_int64(st, 1, version);
+        int src = sqlite3_step(st);
+        if (src != SQLITE_DONE)
+            rc = fv_store_sqlite_err(src);
+    }
+    fv_store_stmt_done(st);
+    if (rc == FV_OK)
+        rc = fv_store_conn_exec(t->writer, "COMMIT");
+    if (rc != FV_OK && !sqlite3_get_autocommit(t->writer->db))
+        fv_store_conn_rollback(t->writer);
+    fv_store_writer_leave(t);
     return rc;
 }
 
@@ -672,7 +778,9 @@ int fv_store_keys_refresh(struct fv_store *s, bool force)
     for (size_t i = 0; i < n; i++) {
         struct fv_tenant *t = open[i];
         bool was_ok = fv_crypto_keyring_write_version(t->keys) != 0;
+        (void)pthread_mutex_lock(&t->keys_mu);
         bool hsm_lost = t->tenant_kek && fv_crypto_kek_check(t->tenant_kek) != FV_OK;
+        (void)pthread_mutex_unlock(&t->keys_mu);
         if (hsm_lost) {
             if (was_ok)
                 fv_log(FV_LOG_ERROR,

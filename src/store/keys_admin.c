@@ -39,15 +39,27 @@ static size_t root_ad(uint8_t *ad, size_t cap, int64_t tenant_id, uint32_t v)
     return n + 4;
 }
 
-static int cat_begin(struct fv_store *s)
+/* BEGIN IMMEDIATE on the catalog; unless kek_rotation, refuse when another
+ * process rotated the KEK away from the one this process holds. */
+static int cat_begin_ex(struct fv_store *s, bool kek_rotation)
 {
     if (s->read_only)
         return FV_E_READ_ONLY;
     (void)pthread_mutex_lock(&s->cat_mu);
     int rc = fv_store_conn_exec(s->cat_writer, "BEGIN IMMEDIATE");
+    if (rc == FV_OK && !kek_rotation) {
+        rc = fv_store_keys_kek_guard(s);
+        if (rc != FV_OK)
+            fv_store_conn_rollback(s->cat_writer);
+    }
     if (rc != FV_OK)
         (void)pthread_mutex_unlock(&s->cat_mu);
     return rc;
+}
+
+static int cat_begin(struct fv_store *s)
+{
+    return cat_begin_ex(s, false);
 }
 
 static int cat_end(struct fv_store *s, int rc)
@@ -295,7 +307,7 @@ int fv_store_keys_rotate_kek(struct fv_store *s, struct fv_kek *new_kek, size_t 
     rc = fv_crypto_kek_check(new_kek);
     if (rc != FV_OK)
         return fv_error_set(reterr, rc, SIZE_MAX, "the new KEK '%s' is unavailable", new_id);
-    rc = cat_begin(s);
+    rc = cat_begin_ex(s, true);
     if (rc != FV_OK)
         return fv_error_set(reterr, rc, SIZE_MAX, "cannot lock the catalog");
 
@@ -393,6 +405,14 @@ int fv_store_keys_rotate_kek(struct fv_store *s, struct fv_kek *new_kek, size_t 
     if (items)
         fv_wipe(items, cap * sizeof(*items));
     fv_free(items);
+    if (rc == FV_OK) {
+        /* Processes still holding the old KEK now refuse to wrap keys. */
+        struct bindv b[] = {{'t', 0, new_id, NULL, 0}, {0, 0, NULL, NULL, 0}};
+        rc = exec_bound(s->cat_writer,
+                        "INSERT INTO node_state(key, value) VALUES ('kek_id', ?1) ON "
+                        "CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        b, NULL);
+    }
     rc = cat_end(s, rc);
     if (rc != FV_OK) {
         if (reterr && reterr->code == FV_OK)
@@ -544,6 +564,11 @@ int fv_store_keys_import_params(struct fv_store *s, int64_t tenant_id, char **re
     if (rc != FV_OK)
         goto out;
     rc = require_active(s, tenant_id, reterr);
+    if (rc == FV_OK) {
+        /* Expired transport keys of any tenant are of no use: drop them. */
+        struct bindv b[] = {{'i', fv_time_now_ms(), NULL, NULL, 0}, {0, 0, NULL, NULL, 0}};
+        rc = exec_bound(s->cat_writer, "DELETE FROM key_imports WHERE expires < ?1", b, NULL);
+    }
     if (rc == FV_OK) {
         struct bindv b[] = {{'i', tenant_id, NULL, NULL, 0},
                             {'b', 0, NULL, blob, plen + FV_CRYPTO_AEAD_OVERHEAD},
@@ -760,6 +785,8 @@ out:
     fv_crypto_kek_free(imported);
     fv_crypto_kek_free(owned);
     rc = cat_end(s, rc);
+    if (rc == FV_OK)
+        fv_store_keys_catalog_truncate(s); /* the used transport key leaves the WAL */
     if (rc == FV_OK && ret_kek_id)
         (void)fv_strlcpy(ret_kek_id, kek_id, id_cap);
     return rc;

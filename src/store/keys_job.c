@@ -27,7 +27,7 @@
 #include "store/store_int.h"
 
 #define JOB_BATCH 500
-#define JOB_LEASE_MS 15000
+#define JOB_LEASE_MS 60000
 
 struct job {
     int64_t tenant_id;
@@ -118,7 +118,7 @@ static int job_save(struct fv_store *s, const struct job *j, const char *error, 
 {
     static const char sql[] = "UPDATE key_jobs SET phase = ?2, cursor = ?3, done = ?4, total = "
                               "?5, updated = ?6, error = nullif(?7, ''), lease_until = "
-                              "CASE WHEN ?2 = 'done' THEN 0 ELSE lease_until END WHERE "
+                              "CASE WHEN ?2 = 'done' THEN 0 ELSE ?6 + ?8 END WHERE "
                               "tenant_id = ?1";
     sqlite3_stmt *st = NULL;
     (void)pthread_mutex_lock(&s->cat_mu);
@@ -133,6 +133,7 @@ static int job_save(struct fv_store *s, const struct job *j, const char *error, 
         (void)sqlite3_bind_int64(st, 5, j->total);
         (void)sqlite3_bind_int64(st, 6, fv_time_now_ms());
         (void)sqlite3_bind_text(st, 7, error ? error : "", -1, SQLITE_TRANSIENT);
+        (void)sqlite3_bind_int64(st, 8, JOB_LEASE_MS); /* each save renews the lease */
         int src = sqlite3_step(st);
         if (src != SQLITE_DONE)
             rc = fv_store_sqlite_err(src);
@@ -239,6 +240,10 @@ static int job_step(struct fv_store *s, struct job *j, struct fv_error *reterr)
 
     if (strcmp(j->phase, "fields") == 0) {
         if (j->total == 0 && j->done == 0) {
+            /* From here on no process may write under an older version. */
+            rc = fv_store_keys_set_floor(t, j->to);
+            if (rc != FV_OK)
+                goto out;
             int64_t old = 0;
             rc = fv_store_field_count_old(t, j->to, &old);
             if (rc != FV_OK)
@@ -266,10 +271,15 @@ static int job_step(struct fv_store *s, struct job *j, struct fv_error *reterr)
             rc = job_save(s, j, "", false);
         }
     } else if (strcmp(j->phase, "destroy") == 0) {
-        /* Another process may have written under the old version while this
-         * one re-encrypted: verify before anything is destroyed. */
+        /* Verify before anything is destroyed. The floor (re-asserted here,
+         * committed under the tenant's write lock) makes every writer in
+         * every process seal under j->to from now on, so what the counts and
+         * the scan below see cannot regress: writes after them are new-key,
+         * and a checkpoint after them only copies new-key frames. */
         int64_t old = 0;
-        rc = fv_store_field_count_old(t, j->to, &old);
+        rc = fv_store_keys_set_floor(t, j->to);
+        if (rc == FV_OK)
+            rc = fv_store_field_count_old(t, j->to, &old);
         if (rc == FV_OK && old > 0) {
             memset(&j->cur, 0, sizeof(j->cur));
             (void)fv_strlcpy(j->phase, "fields", sizeof(j->phase));

@@ -327,7 +327,7 @@ FV_MUST_CHECK int fv_store_keys_rotate_tenant(struct fv_store *s, int64_t tenant
  * *ret_pending = jobs still unfinished; *ret_progress (may be NULL) = false
  * when every unfinished job is leased by another live process (wait before
  * calling again). Progress and errors are stored in the job row
- * (fv_store_keys_status). A job takes a lease (15 s, renewed every step; a
+ * (fv_store_keys_status). A job takes a lease (60 s, renewed every step; a
  * lease whose owner process is gone is taken over at once) so that two
  * processes never run the same job. FV_E_* of the step that failed (it is
  * retried).

@@ -239,6 +239,7 @@ struct fv_tenant {
      * keys for the VFS, field and blind-index keys for records.c. Set before
      * the database is opened, never NULL while state is READY. */
     struct fv_keyring *keys;
+    pthread_mutex_t keys_mu;   /* serialises key reloads; guards tenant_kek */
     struct fv_kek *tenant_kek; /* the tenant's own KEK (BYOK), or NULL: node KEK */
     bool bound;                /* db_path is bound to keys in the VFS */
 
@@ -340,6 +341,24 @@ FV_MUST_CHECK int fv_store_keys_tenant_load(struct fv_store *s, struct fv_tenant
 /* PRAGMA wal_checkpoint(TRUNCATE) on the catalog so pages of deleted key
  * rows leave the WAL file (logs a warning on failure). Takes cat_mu. */
 void fv_store_keys_catalog_truncate(struct fv_store *s);
+/*
+ * Key floor (rotation safety across processes): the rotation job stores the
+ * new version as fv_meta 'min_key_version' in the tenant database before it
+ * verifies and destroys older versions. Every writer calls
+ * fv_store_keys_writer_check right after BEGIN IMMEDIATE on t->writer: if its
+ * write version is below the floor it reloads the tenant's keys, and fails
+ * with FV_E_KEY_UNAVAILABLE if that does not help. So no process can seal
+ * anything under a version that is about to be destroyed.
+ */
+FV_MUST_CHECK int fv_store_keys_writer_check(struct fv_tenant *t);
+/* Raise the floor to version (own write transaction; takes the writer). */
+FV_MUST_CHECK int fv_store_keys_set_floor(struct fv_tenant *t, uint32_t version);
+/*
+ * Inside a catalog write transaction that wraps keys: FV_E_KEY_UNAVAILABLE
+ * (logged) if node_state 'kek_id' names another KEK than s->kek, i.e. a KEK
+ * rotation by another process has retired the KEK this process holds.
+ */
+FV_MUST_CHECK int fv_store_keys_kek_guard(struct fv_store *s);
 /* Rewrite node.key with the node key wrapped under new_kek. */
 FV_MUST_CHECK int fv_store_keys_node_rewrap(struct fv_store *s, struct fv_kek *new_kek);
 /*

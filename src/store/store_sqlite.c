@@ -314,7 +314,9 @@ int fv_store_sqlite_tenant_create(struct fv_store *s, const char *name, const ch
     info.id = sqlite3_last_insert_rowid(s->cat_writer->db);
     fv_store_stmt_done(st);
     st = NULL;
-    rc = fv_store_keys_tenant_init(s, info.id, &kr);
+    rc = fv_store_keys_kek_guard(s);
+    if (rc == FV_OK)
+        rc = fv_store_keys_tenant_init(s, info.id, &kr);
     if (rc != FV_OK) {
         rc =
             fv_error_set(reterr, rc, SIZE_MAX, "cannot create the tenant's root key under KEK '%s'",

@@ -390,6 +390,12 @@ int fv_store_tenant_open(struct fv_store *s, struct fv_tenant *t)
         (void)pthread_mutex_destroy(&t->wq_mu);
         return FV_E_NOMEM;
     }
+    if (pthread_mutex_init(&t->keys_mu, NULL) != 0) {
+        (void)pthread_rwlock_destroy(&t->apps_lock);
+        (void)pthread_cond_destroy(&t->wq_cv);
+        (void)pthread_mutex_destroy(&t->wq_mu);
+        return FV_E_NOMEM;
+    }
     t->sync_inited = true;
 
     rc = tenant_paths(s, t->id, &t->dir, &t->db_path);
@@ -439,6 +445,7 @@ void fv_store_tenant_close(struct fv_tenant *t)
     fv_crypto_keyring_unref(t->keys);
     fv_crypto_kek_free(t->tenant_kek);
     if (t->sync_inited) {
+        (void)pthread_mutex_destroy(&t->keys_mu);
         (void)pthread_rwlock_destroy(&t->apps_lock);
         (void)pthread_cond_destroy(&t->wq_cv);
         (void)pthread_mutex_destroy(&t->wq_mu);
@@ -627,16 +634,6 @@ static int field_indexes(struct fv_tenant *t, const struct fv_store_form *sf, si
     else if (want)
         rc = fv_buf_appendf(b, "CREATE INDEX IF NOT EXISTS \"l_%s__%s\" ON \"%s\" (", sf->table,
                             fld->link_name, sf->table);
-    if (!want && fld->encrypt) {
-        /* == and != on an encrypted field search its blind index, the
-         * field's first column (field_crypt.c). */
-        rc = fv_buf_appendf(b, "CREATE INDEX IF NOT EXISTS \"e_%s__%s\" ON \"%s\" (\"%s\")",
-                            sf->table, fld->link_name, sf->table, sf->col_names[sf->col_off[i]]);
-        if (rc == FV_OK)
-            rc = ddl(t, b, reterr, "blind index");
-        if (rc != FV_OK)
-            return rc;
-    }
     if (!want) {
         /* A field that lost its unique flag loses the unique index. */
         rc = fv_buf_appendf(b, "DROP INDEX IF EXISTS \"u_%s__%s\"", sf->table, fld->link_name);
@@ -815,6 +812,9 @@ int fv_store_sqlite_app_install(struct fv_tenant *t, const char *json, size_t le
     if (rc != FV_OK)
         goto out;
     in_txn = true;
+    rc = fv_store_keys_writer_check(t);
+    if (rc != FV_OK)
+        goto out;
 
     if (old) {
         for (size_t i = 0; i < old->app->n_forms; i++) {

@@ -1019,9 +1019,10 @@ static void canon_path(const char *path, char *out, size_t cap)
         (void)fv_strlcpy(dir, "/", sizeof(dir));
     else
         (void)snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    int n = -1;
     if (realpath(dir, real))
-        (void)snprintf(out, cap, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
-    else
+        n = snprintf(out, cap, "%s/%s", strcmp(real, "/") == 0 ? "" : real, base);
+    if (n < 0 || (size_t)n >= cap) /* no directory, or too long: the path as given */
         (void)fv_strlcpy(out, path, cap);
 }
 

@@ -888,11 +888,20 @@ def test_pkcs11_node_kek(nodes, tmp_path):
     out = serve_refused(s, {"FORMVAULT_KEK_PKCS11_PIN_FILE": str(bad_pin)})
     assert re.search(r"pin|login", out, re.I), f"wrong PIN: {out[-400:]!r}"
     # everything still fine with the right configuration
+    s.extra_env["FORMVAULT_KEY_CHECK_INTERVAL_MS"] = "200"
     s.start()
     assert api.get_ok("All_Items", ids[0])["Marker"] == f"HSM{tag}"
-    s.stop()
-    # the token is gone
+    # the HSM goes away while serving: /readyz says so, the open tenant keeps
+    # working on its unwrapped keys, the log names the KEK
     hsm_util(env, "--delete-token", "--token", "T")
+
+    def not_ready():
+        r = requests.get(s.op_url("/readyz"), verify=False, timeout=5)
+        return r.status_code == 503 and "kek unavailable" in r.text, (r.status_code, r.text)
+    wait_for(not_ready, 3, "/readyz 503 after the node HSM token disappeared")
+    assert api.get_ok("All_Items", ids[0])["Marker"] == f"HSM{tag}"
+    assert "pkcs11:T/node-kek" in s.log_text() and "unreachable" in s.log_text()
+    s.stop()
     out = serve_refused(s)
     assert "'T'" in out and "token" in out, f"deleted token: the error must name it: {out[-400:]!r}"
 

@@ -244,6 +244,23 @@ static void test_fv_crypto_kek_file_open_inside_data_dir(void **state)
     expect_open_fails(p, slashed, FV_E_INVALID, "is inside the data directory");
 }
 
+/* A hard link from inside the data directory is a second name: refused. */
+static void test_fv_crypto_kek_file_open_hard_link(void **state)
+{
+    struct fixture *f = *state;
+    char p[256], inside[256];
+    path_join(p, sizeof(p), f->keys, "kek");
+    write_key(p, 1);
+    struct fv_kek *kek = open_ok(p, f->data);
+    fv_crypto_kek_free(kek);
+    path_join(inside, sizeof(inside), f->data, "kek-link");
+    assert_int_equal(link(p, inside), 0);
+    expect_open_fails(p, f->data, FV_E_INVALID, "hard links");
+    assert_int_equal(unlink(inside), 0);
+    kek = open_ok(p, f->data);
+    fv_crypto_kek_free(kek);
+}
+
 static void test_fv_crypto_kek_file_open_inside_data_dir_via_symlink(void **state)
 {
     struct fixture *f = *state;
@@ -680,6 +697,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fv_crypto_kek_file_open_inside_data_dir_via_symlink,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fv_crypto_kek_file_open_hard_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fv_crypto_kek_file_open_data_dir_absent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fv_crypto_kek_file_open_mode, setup, teardown),
