@@ -22,8 +22,6 @@ int fv_cli_open_kek(const struct fv_config *cfg, struct fv_kek **ret);
 int fv_cli_open_store(const struct fv_config *cfg, struct fv_store **ret);
 /* Close the store and its KEK. Accepts NULL. */
 void fv_cli_close_store(struct fv_store *s);
-/* First line of a file readable only by its owner (PINs). FV_E_KEY_UNAVAILABLE, FV_E_INVALID. */
-int fv_cli_read_secret_file(const char *path, char *out, size_t cap, struct fv_error *e);
 /* 1 when a 'formvault serve' holds data_dir/serve.lock. */
 int fv_cli_server_running(const char *data_dir);
 /* -h/--help in argv: print usage to stdout and return true. */

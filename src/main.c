@@ -85,7 +85,7 @@ int fv_cli_open_kek(const struct fv_config *cfg, struct fv_kek **ret)
                                              "kek_provider = pkcs11 needs kek_pkcs11_module, "
                                              "kek_pkcs11_token and kek_pkcs11_pin_file"),
                                 &e));
-        rc = fv_cli_read_secret_file(cfg->kek_pkcs11_pin_file, pin, sizeof(pin), &e);
+        rc = fv_file_read_private_line(cfg->kek_pkcs11_pin_file, pin, sizeof(pin), &e);
         if (rc == FV_OK)
             rc = fv_crypto_kek_pkcs11_open(ret, cfg->kek_pkcs11_module, cfg->kek_pkcs11_token,
                                            cfg->kek_pkcs11_key, pin, &e);
@@ -103,28 +103,6 @@ int fv_cli_open_kek(const struct fv_config *cfg, struct fv_kek **ret)
     if (rc != FV_OK)
         return fv_cli_fail("opening the KEK", rc, &e);
     return 0;
-}
-
-int fv_cli_read_secret_file(const char *path, char *out, size_t cap, struct fv_error *e)
-{
-    struct stat sb;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return fv_error_set(e, FV_E_KEY_UNAVAILABLE, SIZE_MAX, "cannot read '%s': %s", path,
-                            strerror(errno));
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 077) != 0) {
-        (void)close(fd);
-        return fv_error_set(e, FV_E_INVALID, SIZE_MAX,
-                            "'%s' must be a regular file readable only by its owner (chmod 0400)",
-                            path);
-    }
-    ssize_t n = read(fd, out, cap - 1);
-    (void)close(fd);
-    if (n <= 0)
-        return fv_error_set(e, FV_E_INVALID, SIZE_MAX, "'%s' is empty", path);
-    out[n] = '\0';
-    out[strcspn(out, "\r\n")] = '\0';
-    return FV_OK;
 }
 
 int fv_cli_open_store(const struct fv_config *cfg, struct fv_store **ret)

@@ -111,7 +111,7 @@ static int keys_init(const struct fv_config *cfg, const char *kek_file, bool pkc
     fv_error_init(&e);
     if (pkcs11) {
         char pin[256];
-        int rc = fv_cli_read_secret_file(cfg->kek_pkcs11_pin_file, pin, sizeof(pin), &e);
+        int rc = fv_file_read_private_line(cfg->kek_pkcs11_pin_file, pin, sizeof(pin), &e);
         if (rc == FV_OK)
             rc = fv_crypto_kek_pkcs11_generate(cfg->kek_pkcs11_module, cfg->kek_pkcs11_token,
                                                cfg->kek_pkcs11_key, pin, &e);
@@ -347,7 +347,7 @@ int fv_cli_keys(int argc, char **argv)
             rc = fv_crypto_kek_file_open(&new_kek, vals[O_NEWFILE], cfg.data_dir, &e);
         } else {
             char pin[256];
-            rc = fv_cli_read_secret_file(cfg.kek_pkcs11_pin_file, pin, sizeof(pin), &e);
+            rc = fv_file_read_private_line(cfg.kek_pkcs11_pin_file, pin, sizeof(pin), &e);
             if (rc == FV_OK)
                 rc = fv_crypto_kek_pkcs11_open(&new_kek, cfg.kek_pkcs11_module,
                                                cfg.kek_pkcs11_token, vals[O_NEWP11], pin, &e);

@@ -137,6 +137,16 @@ long fv_mem_count(void);
 /* Wipe memory that held secret material (sodium_memzero). */
 void fv_wipe(void *p, size_t n);
 
+/*
+ * First line (without its newline) of a small file that only its owner can
+ * read: PIN files and similar secrets. out[cap] receives at most cap - 1
+ * bytes; the caller wipes it. Refuses symlinks, non-regular files and modes
+ * with group/other bits. Errors: FV_E_KEY_UNAVAILABLE (cannot open),
+ * FV_E_INVALID (wrong kind or mode, empty); reterr names the path.
+ */
+FV_MUST_CHECK int fv_file_read_private_line(const char *path, char *out, size_t cap,
+                                            struct fv_error *reterr);
+
 /* Constant-time equality of two n-byte buffers (sodium_memcmp): true if equal. */
 bool fv_ct_equal(const void *a, const void *b, size_t n);
 

@@ -118,6 +118,32 @@ void fv_store_keys_catalog_truncate(struct fv_store *s)
                rc != FV_OK ? fv_strerror(rc) : "busy readers");
 }
 
+int fv_store_cat_begin(struct fv_store *s)
+{
+    if (s->read_only)
+        return FV_E_READ_ONLY;
+    (void)pthread_mutex_lock(&s->cat_mu);
+    int rc = fv_store_conn_exec(s->cat_writer, "BEGIN IMMEDIATE");
+    if (rc != FV_OK)
+        (void)pthread_mutex_unlock(&s->cat_mu);
+    return rc;
+}
+
+int fv_store_cat_end(struct fv_store *s, int rc, bool bump_epoch)
+{
+    if (rc == FV_OK && bump_epoch)
+        rc = fv_store_conn_exec(s->cat_writer,
+                                "INSERT INTO node_state(key, value) VALUES ('keys_epoch', '1') "
+                                "ON CONFLICT(key) DO UPDATE SET value = "
+                                "CAST(CAST(value AS INTEGER) + 1 AS TEXT)");
+    if (rc == FV_OK)
+        rc = fv_store_conn_exec(s->cat_writer, "COMMIT");
+    if (rc != FV_OK)
+        fv_store_conn_rollback(s->cat_writer);
+    (void)pthread_mutex_unlock(&s->cat_mu);
+    return rc;
+}
+
 int fv_store_keys_kek_guard(struct fv_store *s)
 {
     static const char sql[] = "SELECT value FROM node_state WHERE key = 'kek_id'";
@@ -445,30 +471,6 @@ static int tenant_kek_read(struct fv_store_conn *c, int64_t tenant_id, struct te
     return rc;
 }
 
-/* Read a PIN file (first line, at most 255 bytes) refusing group/other access. */
-int fv_store_keys_read_pin(const char *path, char *out, size_t cap, struct fv_error *reterr)
-{
-    struct stat sb;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return fv_error_set(reterr, FV_E_KEY_UNAVAILABLE, SIZE_MAX, "cannot read PIN file '%s': %s",
-                            path, strerror(errno));
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 077) != 0) {
-        (void)close(fd);
-        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX,
-                            "PIN file '%s' must be a regular file readable only by its owner "
-                            "(chmod 0400)",
-                            path);
-    }
-    ssize_t n = read(fd, out, cap - 1);
-    (void)close(fd);
-    if (n <= 0)
-        return fv_error_set(reterr, FV_E_INVALID, SIZE_MAX, "PIN file '%s' is empty", path);
-    out[n] = '\0';
-    out[strcspn(out, "\r\n")] = '\0';
-    return FV_OK;
-}
-
 /*
  * The KEK that wraps this tenant's root keys: s->kek (borrowed, *ret_owned
  * NULL) or the tenant's own (new, *ret_owned = it, caller frees).
@@ -509,7 +511,7 @@ int fv_store_keys_tenant_kek(struct fv_store *s, struct fv_store_conn *c, int64_
         }
         rc = fv_crypto_kek_secret_new(ret_owned, r->kek_id, material);
     } else if (strcmp(r->kind, "pkcs11") == 0) {
-        rc = fv_store_keys_read_pin(r->pin_file, pin, sizeof(pin), reterr);
+        rc = fv_file_read_private_line(r->pin_file, pin, sizeof(pin), reterr);
         if (rc == FV_OK)
             rc = fv_crypto_kek_pkcs11_open(ret_owned, r->module, r->token, r->key_label, pin,
                                            reterr);

@@ -43,17 +43,12 @@ static size_t root_ad(uint8_t *ad, size_t cap, int64_t tenant_id, uint32_t v)
  * process rotated the KEK away from the one this process holds. */
 static int cat_begin_ex(struct fv_store *s, bool kek_rotation)
 {
-    if (s->read_only)
-        return FV_E_READ_ONLY;
-    (void)pthread_mutex_lock(&s->cat_mu);
-    int rc = fv_store_conn_exec(s->cat_writer, "BEGIN IMMEDIATE");
+    int rc = fv_store_cat_begin(s);
     if (rc == FV_OK && !kek_rotation) {
         rc = fv_store_keys_kek_guard(s);
         if (rc != FV_OK)
-            fv_store_conn_rollback(s->cat_writer);
+            rc = fv_store_cat_end(s, rc, false); /* rolls back, keeps rc */
     }
-    if (rc != FV_OK)
-        (void)pthread_mutex_unlock(&s->cat_mu);
     return rc;
 }
 
@@ -62,19 +57,10 @@ static int cat_begin(struct fv_store *s)
     return cat_begin_ex(s, false);
 }
 
+/* Commit (bumping the key epoch) or roll back. */
 static int cat_end(struct fv_store *s, int rc)
 {
-    if (rc == FV_OK)
-        rc = fv_store_conn_exec(s->cat_writer,
-                                "INSERT INTO node_state(key, value) VALUES ('keys_epoch', '1') "
-                                "ON CONFLICT(key) DO UPDATE SET value = "
-                                "CAST(CAST(value AS INTEGER) + 1 AS TEXT)");
-    if (rc == FV_OK)
-        rc = fv_store_conn_exec(s->cat_writer, "COMMIT");
-    if (rc != FV_OK)
-        fv_store_conn_rollback(s->cat_writer);
-    (void)pthread_mutex_unlock(&s->cat_mu);
-    return rc;
+    return fv_store_cat_end(s, rc, true);
 }
 
 /* Run one statement with up to 3 bound values (int64 / text / blob) in the open txn. */
@@ -798,7 +784,7 @@ int fv_store_keys_use_pkcs11(struct fv_store *s, int64_t tenant_id, const char *
 {
     struct fv_kek *hsm = NULL, *cur = NULL, *owned = NULL;
     char pin[256];
-    int rc = fv_store_keys_read_pin(pin_file, pin, sizeof(pin), reterr);
+    int rc = fv_file_read_private_line(pin_file, pin, sizeof(pin), reterr);
     if (rc == FV_OK)
         rc = fv_crypto_kek_pkcs11_open(&hsm, module, token_label, key_label, pin, reterr);
     fv_wipe(pin, sizeof(pin));

@@ -50,12 +50,9 @@ static int job_claim(struct fv_store *s, struct job *j, size_t *ret_pending)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    (void)pthread_mutex_lock(&s->cat_mu);
-    rc = fv_store_conn_exec(s->cat_writer, "BEGIN IMMEDIATE");
-    if (rc != FV_OK) {
-        (void)pthread_mutex_unlock(&s->cat_mu);
+    rc = fv_store_cat_begin(s);
+    if (rc != FV_OK)
         return rc;
-    }
     rc = fv_store_conn_prepare(s->cat_writer, count_sql, sizeof(count_sql) - 1, &st);
     if (rc == FV_OK && sqlite3_step(st) == SQLITE_ROW)
         *ret_pending = (size_t)sqlite3_column_int64(st, 0);
@@ -104,12 +101,7 @@ static int job_claim(struct fv_store *s, struct job *j, size_t *ret_pending)
             rc = fv_store_sqlite_err(src);
     }
     fv_store_stmt_done(st);
-    if (rc == FV_OK)
-        rc = fv_store_conn_exec(s->cat_writer, "COMMIT");
-    if (rc != FV_OK)
-        fv_store_conn_rollback(s->cat_writer);
-    (void)pthread_mutex_unlock(&s->cat_mu);
-    return rc;
+    return fv_store_cat_end(s, rc, false);
 }
 
 /* Save the job's progress (and error text, "" clears it); bump_epoch when a
@@ -121,10 +113,10 @@ static int job_save(struct fv_store *s, const struct job *j, const char *error, 
                               "CASE WHEN ?2 = 'done' THEN 0 ELSE ?6 + ?8 END WHERE "
                               "tenant_id = ?1";
     sqlite3_stmt *st = NULL;
-    (void)pthread_mutex_lock(&s->cat_mu);
-    int rc = fv_store_conn_exec(s->cat_writer, "BEGIN IMMEDIATE");
-    if (rc == FV_OK)
-        rc = fv_store_conn_prepare(s->cat_writer, sql, sizeof(sql) - 1, &st);
+    int rc = fv_store_cat_begin(s);
+    if (rc != FV_OK)
+        return rc;
+    rc = fv_store_conn_prepare(s->cat_writer, sql, sizeof(sql) - 1, &st);
     if (rc == FV_OK) {
         (void)sqlite3_bind_int64(st, 1, j->tenant_id);
         (void)sqlite3_bind_text(st, 2, j->phase, -1, SQLITE_TRANSIENT);
@@ -139,16 +131,7 @@ static int job_save(struct fv_store *s, const struct job *j, const char *error, 
             rc = fv_store_sqlite_err(src);
     }
     fv_store_stmt_done(st);
-    if (rc == FV_OK && bump_epoch)
-        rc = fv_store_conn_exec(s->cat_writer,
-                                "UPDATE node_state SET value = CAST(CAST(value AS INTEGER) + 1 AS "
-                                "TEXT) WHERE key = 'keys_epoch'");
-    if (rc == FV_OK)
-        rc = fv_store_conn_exec(s->cat_writer, "COMMIT");
-    if (rc != FV_OK)
-        fv_store_conn_rollback(s->cat_writer);
-    (void)pthread_mutex_unlock(&s->cat_mu);
-    return rc;
+    return fv_store_cat_end(s, rc, bump_epoch);
 }
 
 /* VACUUM + checkpoint(TRUNCATE) + scan: FV_OK when every page is under `to`. */
@@ -195,10 +178,10 @@ static int destroy_old(struct fv_store *s, struct fv_tenant *t, const struct job
                               "destroyed = ?3 WHERE tenant_id = ?1 AND version < ?2 AND state = "
                               "'active'";
     sqlite3_stmt *st = NULL;
-    (void)pthread_mutex_lock(&s->cat_mu);
-    int rc = fv_store_conn_exec(s->cat_writer, "BEGIN IMMEDIATE");
-    if (rc == FV_OK)
-        rc = fv_store_conn_prepare(s->cat_writer, sql, sizeof(sql) - 1, &st);
+    int rc = fv_store_cat_begin(s);
+    if (rc != FV_OK)
+        return rc;
+    rc = fv_store_conn_prepare(s->cat_writer, sql, sizeof(sql) - 1, &st);
     if (rc == FV_OK) {
         (void)sqlite3_bind_int64(st, 1, j->tenant_id);
         (void)sqlite3_bind_int64(st, 2, j->to);
@@ -208,11 +191,7 @@ static int destroy_old(struct fv_store *s, struct fv_tenant *t, const struct job
             rc = fv_store_sqlite_err(src);
     }
     fv_store_stmt_done(st);
-    if (rc == FV_OK)
-        rc = fv_store_conn_exec(s->cat_writer, "COMMIT");
-    if (rc != FV_OK)
-        fv_store_conn_rollback(s->cat_writer);
-    (void)pthread_mutex_unlock(&s->cat_mu);
+    rc = fv_store_cat_end(s, rc, false);
     if (rc != FV_OK)
         return rc;
     uint32_t vs[FV_CRYPTO_KEYRING_MAX_VERSIONS];

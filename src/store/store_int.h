@@ -47,6 +47,7 @@ struct fv_store_conn {
     struct fv_store_stmt_ent *buckets[FV_STORE_STMT_BUCKETS];
     size_t n_stmts;
     struct fv_store_conn *next_free; /* pool free list */
+    struct fv_store_fcache *fcache;  /* field AEAD contexts (field_crypt.c), or NULL */
 };
 
 enum fv_store_conn_mode {
@@ -354,6 +355,14 @@ FV_MUST_CHECK int fv_store_keys_writer_check(struct fv_tenant *t);
 /* Raise the floor to version (own write transaction; takes the writer). */
 FV_MUST_CHECK int fv_store_keys_set_floor(struct fv_tenant *t, uint32_t version);
 /*
+ * Catalog write transaction for key state: fv_store_cat_begin takes cat_mu
+ * and BEGIN IMMEDIATE (FV_E_READ_ONLY, FV_E_BUSY...; nothing held on error);
+ * fv_store_cat_end commits when rc is FV_OK (bumping the key epoch if asked)
+ * or rolls back, releases cat_mu and returns the final rc.
+ */
+FV_MUST_CHECK int fv_store_cat_begin(struct fv_store *s);
+FV_MUST_CHECK int fv_store_cat_end(struct fv_store *s, int rc, bool bump_epoch);
+/*
  * Inside a catalog write transaction that wraps keys: FV_E_KEY_UNAVAILABLE
  * (logged) if node_state 'kek_id' names another KEK than s->kek, i.e. a KEK
  * rotation by another process has retired the KEK this process holds.
@@ -372,9 +381,6 @@ FV_MUST_CHECK int fv_store_keys_tenant_kek(struct fv_store *s, struct fv_store_c
                                            struct fv_kek **ret_owned, struct fv_error *reterr);
 /* "imported:" + key check value of an imported KEK. */
 FV_MUST_CHECK int fv_store_keys_imported_id(const struct fv_secret *k, char *out, size_t cap);
-/* First line of a PIN file that only its owner can read. */
-FV_MUST_CHECK int fv_store_keys_read_pin(const char *path, char *out, size_t cap,
-                                         struct fv_error *reterr);
 
 /* Engine entry points (store_sqlite.c and the files above). */
 int fv_store_sqlite_open(const struct fv_store_options *opt, struct fv_store **ret,
@@ -417,93 +423,132 @@ int fv_store_tenant_load_next_id(struct fv_tenant *t);
 
 /*
  * Field-level encryption (README.md "Field-level encryption"). A field with
- * `encrypt` is stored in two TEXT columns (model.h fv_model_field_column):
- * "c_<f>" holds base64url (no padding) of
+ * `encrypt` is stored in two BLOB columns (model.h fv_model_field_column):
+ * "c_<f>" holds the sealed value
  *   0x01 || key version (4, BE) || nonce (12) || ciphertext || tag (16),
  * AES-256-GCM under the keyring's field key of that version, plaintext =
  * fv_model_value_encode of the value columns, associated data =
  *   "fv-field-v1" || tenant ID (8, BE) || app || 0 || form || 0 || field || 0
  *   || record ID (8, BE),
  * so a sealed value copied to another record, field, form, app or tenant
- * fails to open (FV_E_CORRUPT). "c_<f>__bidx" holds base64url of the first
- * 16 bytes of HMAC-SHA256(blind-index key of the same version,
- * fv_model_field_bidx_message), or NULL for empty values and composite types.
+ * fails to open (FV_E_CORRUPT). "c_<f>__bidx" holds the first 16 bytes of
+ * HMAC-SHA256(blind-index key of the same version,
+ * fv_model_field_bidx_message), or NULL for empty values and composite
+ * types. Change-log images carry both as base64url text (no padding):
+ * {"enc": "<sealed value>"} and "<blind index>" (changelog.c).
  */
 #define FV_STORE_FIELD_FORMAT 0x01
 #define FV_STORE_FIELD_HDR (1 + 4) /* format byte, key version */
-/* blind index: the first 16 bytes of the MAC (128 bits), base64url, plus NUL */
-#define FV_STORE_BIDX_BYTES 16
+/* a sealed value is FV_STORE_FIELD_OVERHEAD bytes longer than its plaintext */
+#define FV_STORE_FIELD_OVERHEAD (FV_STORE_FIELD_HDR + FV_CRYPTO_AEAD_OVERHEAD)
+/* blind index: the first 16 bytes of the MAC (128 bits); as base64url text plus NUL */
+#define FV_STORE_BIDX_BYTES FV_MODEL_BIDX_BYTES
 #define FV_STORE_BIDX_TEXT 23
+/* the blind indexes of one value under every live key version, back to back */
+#define FV_STORE_TOKENS_MAX (FV_MODEL_BIDX_SLOTS * FV_STORE_BIDX_BYTES)
 
 /*
- * AEAD contexts of one operation (a write, a query, a re-encryption step),
- * made on first use per key version and freed by fv_store_fcx_release.
- * Not thread-safe: one per thread and operation (fv_aead contexts are not).
+ * Field AEAD contexts, one per key version, made on first use and kept for
+ * as long as the keyring they came from is unchanged (same keyring, same
+ * fv_crypto_keyring_generation: any add, remove, set_write or revoke drops
+ * them all), plus random nonces drawn FV_STORE_FCX_NONCES at a time (one
+ * getrandom per batch). Each connection has one (fv_store_conn.fcache, made
+ * on first use), so a request reuses the contexts of earlier requests on
+ * that connection instead of deriving the key again. Not thread-safe: it
+ * belongs to whoever holds the connection (fv_aead contexts are not).
  */
 #define FV_STORE_FCX_NONCES 32
-struct fv_store_fcx {
-    struct fv_tenant *t;
+struct fv_store_fcache {
+    struct fv_keyring *kr; /* referenced: its address cannot be reused while cached */
+    uint64_t gen;
     uint32_t ver[FV_CRYPTO_KEYRING_MAX_VERSIONS];
     struct fv_aead *aead[FV_CRYPTO_KEYRING_MAX_VERSIONS];
     size_t n;
-    /* random nonces drawn FV_STORE_FCX_NONCES at a time (one getrandom per batch) */
     uint8_t nonces[FV_STORE_FCX_NONCES * FV_CRYPTO_NONCE_BYTES];
     size_t nonces_left;
 };
-void fv_store_fcx_init(struct fv_store_fcx *x, struct fv_tenant *t);
+/* Free a connection's cache (contexts, keyring reference). Accepts NULL. */
+void fv_store_fcache_free(struct fv_store_fcache *fc);
+
+/*
+ * The field-crypto context of one operation (a write, a query, a
+ * re-encryption step): the tenant and the cache of the connection the
+ * operation runs on (c may be NULL, or its cache may fail to allocate:
+ * then the operation uses a cache of its own, freed by
+ * fv_store_fcx_release). Same thread rules as the connection.
+ */
+struct fv_store_fcx {
+    struct fv_tenant *t;
+    struct fv_store_fcache *fc; /* c->fcache or &own */
+    struct fv_store_fcache own;
+};
+void fv_store_fcx_init(struct fv_store_fcx *x, struct fv_tenant *t, struct fv_store_conn *c);
 void fv_store_fcx_release(struct fv_store_fcx *x);
 
 /*
  * Seal the encoded value m[0..mlen) of field `field` (form, app: link names)
- * of record id under key version (0 = the keyring's write version) into a
- * new base64url text (fv_malloc'd, NUL-terminated). FV_E_KEY_UNAVAILABLE (no
- * keyring, no write version, version absent), FV_E_NOMEM, FV_E_INTERNAL.
+ * of record id under key version (0 = the keyring's write version) into
+ * out[0 .. mlen + FV_STORE_FIELD_OVERHEAD). FV_E_KEY_UNAVAILABLE (no
+ * keyring, no write version, version absent), FV_E_LIMIT (mlen > INT32_MAX),
+ * FV_E_NOMEM, FV_E_INTERNAL. On failure out holds nothing useful.
  */
 FV_MUST_CHECK int fv_store_field_seal(struct fv_store_fcx *x, uint32_t version, const char *app,
                                       const char *form, const char *field, int64_t id,
-                                      const uint8_t *m, size_t mlen, char **ret_text,
-                                      size_t *ret_len);
+                                      const uint8_t *m, size_t mlen, uint8_t *out);
 /*
- * Open a sealed text (len bytes) into a new buffer (fv_malloc'd; wipe with
- * fv_wipe and free) and report its key version. FV_E_CORRUPT (malformed,
- * forged, moved to another record/field/form/app/tenant),
- * FV_E_KEY_UNAVAILABLE (its key version is not in the keyring), FV_E_NOMEM.
+ * Open a sealed value (len bytes) into a new buffer (fv_malloc'd, one byte
+ * longer and NUL-terminated; wipe with fv_wipe and free) and report its key
+ * version. FV_E_CORRUPT (malformed, forged, moved to another
+ * record/field/form/app/tenant), FV_E_KEY_UNAVAILABLE (its key version is
+ * not in the keyring), FV_E_NOMEM.
  */
 FV_MUST_CHECK int fv_store_field_open(struct fv_store_fcx *x, const char *app, const char *form,
-                                      const char *field, int64_t id, const char *text, size_t len,
-                                      uint8_t **ret_m, size_t *ret_mlen, uint32_t *ret_version);
+                                      const char *field, int64_t id, const uint8_t *sealed,
+                                      size_t len, uint8_t **ret_m, size_t *ret_mlen,
+                                      uint32_t *ret_version);
 /* Same into buf[0..cap) (no allocation; the read path): FV_E_LIMIT if the
  * plaintext is longer than cap. On failure buf holds nothing. */
 FV_MUST_CHECK int fv_store_field_open_buf(struct fv_store_fcx *x, const char *app, const char *form,
-                                          const char *field, int64_t id, const char *text,
+                                          const char *field, int64_t id, const uint8_t *sealed,
                                           size_t len, uint8_t *buf, size_t cap, size_t *ret_mlen,
                                           uint32_t *ret_version);
-/* Key version of a sealed text without opening it. FV_E_CORRUPT if malformed. */
-FV_MUST_CHECK int fv_store_field_version(const char *text, size_t len, uint32_t *ret_version);
-/* Blind index (base64url text) of message msg under key version. FV_E_KEY_UNAVAILABLE. */
+/* Key version of a sealed value without opening it. FV_E_CORRUPT if malformed. */
+FV_MUST_CHECK int fv_store_field_version(const uint8_t *sealed, size_t len, uint32_t *ret_version);
+/* Blind index of message msg under key version. FV_E_KEY_UNAVAILABLE. */
 FV_MUST_CHECK int fv_store_field_bidx(struct fv_tenant *t, uint32_t version, const uint8_t *msg,
-                                      size_t len, char out[FV_STORE_BIDX_TEXT]);
+                                      size_t len, uint8_t out[FV_STORE_BIDX_BYTES]);
 /*
- * JSON array text of the blind indexes of msg under every live key version
- * (fv_malloc'd). FV_E_KEY_UNAVAILABLE (no keyring or no version), FV_E_NOMEM.
+ * The blind indexes of msg under every live key version, back to back, into
+ * out (*ret_len bytes, a multiple of FV_STORE_BIDX_BYTES): the parameter of
+ * fv_model_bidx_list_sql. FV_E_KEY_UNAVAILABLE (no keyring or no version).
  */
 FV_MUST_CHECK int fv_store_field_tokens(struct fv_tenant *t, const uint8_t *msg, size_t len,
-                                        char **ret_json, size_t *ret_len);
+                                        uint8_t out[FV_STORE_TOKENS_MAX], size_t *ret_len);
 /*
  * fv_store_bind_where, turning each FV_SQL_SECRET parameter (a blind-index
- * message from the criteria compiler) into the JSON array of its tokens.
- * Every store path that binds a criteria fragment uses this one.
+ * message from the criteria compiler) into the BLOB of its blind indexes
+ * (fv_store_field_tokens). Every store path that binds a criteria fragment
+ * uses this one.
  */
 FV_MUST_CHECK int fv_store_field_bind_where(struct fv_tenant *t, sqlite3_stmt *st,
                                             const struct fv_sql_where *where);
+/* base64url without padding (change-log images): length of n bytes encoded */
+size_t fv_store_b64u_len(size_t n);
+/* Encode in[0..n) into out (fv_store_b64u_len(n) + 1 bytes), NUL-terminated. */
+void fv_store_b64u_encode(const uint8_t *in, size_t n, char *out);
+/* Decode in[0..n) into out[0..cap): *ret_n bytes. FV_E_CORRUPT if malformed or too long. */
+FV_MUST_CHECK int fv_store_b64u_decode(const char *in, size_t n, uint8_t *out, size_t cap,
+                                       size_t *ret_n);
 /* True if form sf has a field with `encrypt`. */
 bool fv_store_form_has_encrypted(const struct fv_store_form *sf);
 
 /*
  * Row image JSON (changelog.c) of the current result row of st, a row of
  * form sf: like fv_store_row_image, but the sealed column of each encrypted
- * field appears as {"enc": "<sealed text>"} so that no reader of the change
- * log takes it for a value; never plaintext. sf may be NULL (plain image).
+ * field appears as {"enc": "<base64url of the sealed value>"} so that no
+ * reader of the change log takes it for a value, and other BLOB columns
+ * (blind indexes) as base64url strings; never plaintext. sf may be NULL
+ * (plain image).
  */
 FV_MUST_CHECK int fv_store_row_image_form(sqlite3_stmt *st, const struct fv_store_form *sf,
                                           char **ret, size_t *ret_len);

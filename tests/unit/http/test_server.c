@@ -498,6 +498,7 @@ static void test_fv_http_server_stop_with_writes_in_flight(void **state)
     assert_true(answered > 0);
     fv_api_free(a.api);
     fv_store_close(a.store);
+    fv_crypto_kek_free(a.kek);
 }
 
 int main(void)
