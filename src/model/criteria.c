@@ -1089,10 +1089,12 @@ static enum kind field_kind(const struct fv_field *f)
  * A test on an encrypted field (docs/criteria.md "Encrypted fields"): null
  * tests on the sealed column, == and != on the blind index. The literal is
  * converted exactly as == converts it for a field in clear, encoded, and
- * pushed as an FV_SQL_SECRET blind-index message: the store binds the JSON
- * array of its tokens under every live key version (rows of two versions
- * coexist while a key rotation runs), so one placeholder serves any number
- * of versions. Everything else would need the plaintext in SQL: refused.
+ * pushed as an FV_SQL_SECRET blind-index message: the store binds one BLOB
+ * of its blind indexes under every live key version (rows of two versions
+ * coexist while a key rotation runs), which the SQL splits into a list
+ * (fv_model_bidx_list_sql). The list names the parameter by number (?N,
+ * N = its position), so the anonymous placeholders after it keep counting
+ * from N + 1. Everything else would need the plaintext in SQL: refused.
  */
 static int compile_encrypted(struct comp *c, const struct fv_form *form, const struct cnode *t,
                              const struct fv_field *f, size_t rest)
@@ -1150,6 +1152,7 @@ static int compile_encrypted(struct comp *c, const struct fv_form *form, const s
     rc = fv_model_where_push(c->w, &v); /* takes msg, also on failure */
     if (rc != FV_OK)
         return rc;
+    size_t param = c->w->n_params;
 
     rc = fv_model_field_column(f, FV_MODEL_ENC_COL_BIDX, col, sizeof(col), NULL, NULL);
     if (rc == FV_OK && t->op == OP_NE) {
@@ -1162,8 +1165,11 @@ static int compile_encrypted(struct comp *c, const struct fv_form *form, const s
     if (rc == FV_OK)
         rc = emit_ident(c, col);
     if (rc == FV_OK)
-        rc = emit(c, t->op == OP_EQ ? " IN (SELECT value FROM json_each(?))"
-                                    : " NOT IN (SELECT value FROM json_each(?)))");
+        rc = emit(c, t->op == OP_EQ ? " IN " : " NOT IN ");
+    if (rc == FV_OK)
+        rc = fv_model_bidx_list_sql(&c->w->sql, param);
+    if (rc == FV_OK && t->op == OP_NE)
+        rc = emit(c, ")");
     return rc;
 }
 

@@ -66,16 +66,19 @@ enum fv_field_type {
 };
 
 /*
- * Storage class of one SQL column. FV_SQL_SECRET is never a column type: it
- * marks a value of an encrypted field that must not reach SQL as it is
- * (s/len hold bytes, NUL-terminated): in a criteria parameter it is a
- * blind-index message (fv_model_field_bidx_message) that the store replaces
- * by the JSON array of its blind-index tokens; in the store's prepared
- * column values it is the encoded plaintext (fv_model_value_encode) that the
- * store seals. A binder that does not know the type binds NULL, which
- * matches nothing and stores nothing (fail closed).
+ * Storage class of one SQL column. FV_SQL_BLOB is the column type of the two
+ * columns of an encrypted field (sealed value and blind index, raw bytes);
+ * as a value, s/len hold the bytes (owned, like TEXT). FV_SQL_SECRET is
+ * never a column type: it marks a value of an encrypted field that must not
+ * reach SQL as it is (s/len hold bytes, NUL-terminated): in a criteria
+ * parameter it is a blind-index message (fv_model_field_bidx_message) that
+ * the store replaces by its blind indexes (fv_model_bidx_list_sql); in the
+ * store's prepared column values it is the encoded plaintext
+ * (fv_model_value_encode) that the store seals. A binder that does not know
+ * the type binds NULL, which matches nothing and stores nothing (fail
+ * closed).
  */
-enum fv_sql_type { FV_SQL_NULL, FV_SQL_INT, FV_SQL_REAL, FV_SQL_TEXT, FV_SQL_SECRET };
+enum fv_sql_type { FV_SQL_NULL, FV_SQL_INT, FV_SQL_REAL, FV_SQL_TEXT, FV_SQL_SECRET, FV_SQL_BLOB };
 
 /*
  * One SQL value, used for column values and bound parameters. TEXT values
@@ -217,12 +220,12 @@ bool fv_model_link_name_valid(const char *s, size_t len);
  * The SQL columns a field is stored in (the table's schema): count, and for
  * column i its name (without quotes, e.g. "c_Name__first_name"), its SQL
  * type and the composite part name ("first_name"; NULL for single-column
- * fields). A field with `encrypt` is stored in two TEXT columns whatever its
+ * fields). A field with `encrypt` is stored in two BLOB columns whatever its
  * type (model/table.c): FV_MODEL_ENC_COL_BIDX "c_<field>__bidx", the blind
- * index (NULL for composite types and empty values), and
- * FV_MODEL_ENC_COL_DATA "c_<field>", the sealed value. The blind index comes
- * first so that an index over the field's columns (unique fields) serves
- * lookups by blind index.
+ * index (FV_MODEL_BIDX_BYTES; NULL for composite types and empty values),
+ * and FV_MODEL_ENC_COL_DATA "c_<field>", the sealed value. The blind index
+ * comes first so that an index over the field's columns (unique fields)
+ * serves lookups by blind index.
  */
 size_t fv_model_field_ncols(const struct fv_field *f);
 FV_MUST_CHECK int fv_model_field_column(const struct fv_field *f, size_t i, char *ret_name,
@@ -230,6 +233,22 @@ FV_MUST_CHECK int fv_model_field_column(const struct fv_field *f, size_t i, char
                                         const char **ret_part);
 #define FV_MODEL_ENC_COL_BIDX 0
 #define FV_MODEL_ENC_COL_DATA 1
+
+/*
+ * Searching a blind index: one bound BLOB parameter holds the value's blind
+ * indexes under every live key version, FV_MODEL_BIDX_BYTES each, one after
+ * the other (at most FV_MODEL_BIDX_SLOTS; the store checks its keyring limit
+ * against it at compile time). fv_model_bidx_list_sql appends the SQL list
+ * that splits it, "(substr(?N, 1, 16), substr(?N, 17, 16), ...)" with N =
+ * param (1-based), for "<bidx column> IN <list>". Slots past the end of the
+ * parameter are empty blobs, which no stored blind index equals, and the
+ * list never holds NULL, so NOT IN stays two-valued. SQLite evaluates the
+ * list once per statement and can search an index on the column with it.
+ * FV_E_LIMIT, FV_E_NOMEM (the buffer's own rules).
+ */
+#define FV_MODEL_BIDX_BYTES 16
+#define FV_MODEL_BIDX_SLOTS 8
+FV_MUST_CHECK int fv_model_bidx_list_sql(struct fv_buf *out, size_t param);
 
 /*
  * The value columns of a field: what fv_model_value_parse writes and

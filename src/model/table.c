@@ -70,12 +70,21 @@ int fv_model_field_column(const struct fv_field *f, size_t i, char *ret_name, si
         return FV_E_INVALID;
     if (n < 0 || (size_t)n >= cap)
         return FV_E_LIMIT;
-    /* TEXT: the sealed value is base64url text (src/store/README.md) */
+    /* raw bytes: the sealed value and the blind index (src/store/README.md) */
     if (ret_type != NULL)
-        *ret_type = FV_SQL_TEXT;
+        *ret_type = FV_SQL_BLOB;
     if (ret_part != NULL)
         *ret_part = NULL;
     return FV_OK;
+}
+
+int fv_model_bidx_list_sql(struct fv_buf *out, size_t param)
+{
+    int rc = fv_buf_append_cstr(out, "(");
+    for (size_t i = 0; rc == FV_OK && i < FV_MODEL_BIDX_SLOTS; i++)
+        rc = fv_buf_appendf(out, "%ssubstr(?%zu, %zu, %d)", i ? ", " : "", param,
+                            i * FV_MODEL_BIDX_BYTES + 1, FV_MODEL_BIDX_BYTES);
+    return rc == FV_OK ? fv_buf_append_cstr(out, ")") : rc;
 }
 
 /* ------------------------------------------------------------- encoding */

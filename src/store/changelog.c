@@ -45,6 +45,27 @@ int fv_store_row_image(sqlite3_stmt *st, char **ret, size_t *ret_len)
     return fv_store_row_image_form(st, NULL, ret, ret_len);
 }
 
+/* BLOB column i of st as base64url text (a new json string), or NULL (OOM). */
+static json_t *blob_text(sqlite3_stmt *st, int i)
+{
+    const uint8_t *p = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char small[256]; /* a blind index, a short sealed value: no allocation */
+    size_t tl = fv_store_b64u_len(n);
+    char *text = tl < sizeof(small) ? small : fv_malloc(tl + 1);
+    json_t *v = NULL;
+    if (!text)
+        return NULL;
+    if (p)
+        fv_store_b64u_encode(p, n, text);
+    else
+        text[0] = '\0';
+    v = json_stringn(text, p ? tl : 0);
+    if (text != small)
+        fv_free(text);
+    return v;
+}
+
 int fv_store_row_image_form(sqlite3_stmt *st, const struct fv_store_form *sf, char **ret,
                             size_t *ret_len)
 {
@@ -56,14 +77,6 @@ int fv_store_row_image_form(sqlite3_stmt *st, const struct fv_store_form *sf, ch
     for (int i = 0; i < n && rc == FV_OK; i++) {
         const char *name = sqlite3_column_name(st, i);
         json_t *v = NULL;
-        if (sqlite3_column_type(st, i) == SQLITE_TEXT && sealed_column(sf, name)) {
-            /* the sealed text as it is stored, marked so it is never taken for a value */
-            const char *s = (const char *)sqlite3_column_text(st, i);
-            v = json_pack("{s:s%}", "enc", s ? s : "", (size_t)sqlite3_column_bytes(st, i));
-            if (!name || !v || json_object_set_new(o, name, v) != 0)
-                rc = FV_E_NOMEM;
-            continue;
-        }
         switch (sqlite3_column_type(st, i)) {
         case SQLITE_INTEGER:
             v = json_integer(sqlite3_column_int64(st, i));
@@ -76,6 +89,22 @@ int fv_store_row_image_form(sqlite3_stmt *st, const struct fv_store_form *sf, ch
             v = json_stringn(s ? s : "", (size_t)sqlite3_column_bytes(st, i));
             break;
         }
+        case SQLITE_BLOB:
+            /* raw bytes (encrypted fields) as base64url; the sealed value
+             * marked so that it is never taken for a value */
+            v = blob_text(st, i);
+            if (v && sealed_column(sf, name)) {
+                json_t *enc = json_object();
+                /* json_object_set_new takes v, also when it fails */
+                if (!enc)
+                    json_decref(v);
+                else if (json_object_set_new(enc, "enc", v) != 0) {
+                    json_decref(enc);
+                    enc = NULL;
+                }
+                v = enc;
+            }
+            break;
         case SQLITE_NULL:
         default:
             v = json_null();

@@ -86,6 +86,7 @@ void fv_store_conn_close(struct fv_store_conn *c)
     if (!c)
         return;
     cache_flush(c);
+    fv_store_fcache_free(c->fcache);
     if (c->db)
         (void)sqlite3_close_v2(c->db);
     fv_free(c);

@@ -3,7 +3,8 @@
  * encryption", store_int.h "field_crypt.c"). Sealing and opening the values
  * of fields with `encrypt` (AES-256-GCM, record identity as associated
  * data), their blind indexes (HMAC-SHA256) and the criteria parameters that
- * search them, and the re-encryption steps of a tenant key rotation.
+ * search them, the per-connection cache of field AEAD contexts, and the
+ * re-encryption steps of a tenant key rotation.
  *
  * Keys come from the tenant's keyring (t->keys): the field key and the
  * blind-index key of each root-key version. Nothing here logs above debug
@@ -18,11 +19,11 @@
 #define AD_PREFIX "fv-field-v1"
 /* AD: prefix, tenant ID, three link names with NULs, record ID */
 #define AD_MAX (sizeof(AD_PREFIX) - 1 + 8 + 3 * (FV_MODEL_LINK_MAX + 1) + 8)
-/* smallest sealed blob: header, nonce, empty ciphertext, tag */
-#define BLOB_MIN (FV_STORE_FIELD_HDR + FV_CRYPTO_AEAD_OVERHEAD)
 _Static_assert(FV_STORE_BIDX_TEXT == (FV_STORE_BIDX_BYTES * 4 + 2) / 3 + 1,
                "blind-index text: base64url of FV_STORE_BIDX_BYTES plus NUL");
 _Static_assert(FV_STORE_BIDX_BYTES <= FV_CRYPTO_MAC_BYTES, "blind index longer than the MAC");
+_Static_assert(FV_CRYPTO_KEYRING_MAX_VERSIONS <= FV_MODEL_BIDX_SLOTS,
+               "criteria SQL has a slot for the blind index of every live key version");
 /* marker of a sealed value in a change-log image: {"enc":"..."} */
 #define IMAGE_ENC_MARK "{\"enc\":"
 
@@ -30,13 +31,12 @@ _Static_assert(FV_STORE_BIDX_BYTES <= FV_CRYPTO_MAC_BYTES, "blind index longer t
 
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static size_t b64u_len(size_t n)
+size_t fv_store_b64u_len(size_t n)
 {
     return (n * 4 + 2) / 3;
 }
 
-/* Encode in[0..n) into out (b64u_len(n) + 1 bytes), NUL-terminated. */
-static void b64u_encode(const uint8_t *in, size_t n, char *out)
+void fv_store_b64u_encode(const uint8_t *in, size_t n, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
@@ -63,12 +63,7 @@ static void b64u_rev_init(void)
         b64u_rev[(unsigned char)b64u[i]] = (uint8_t)i;
 }
 
-/*
- * Decode in[0..n) into out (cap bytes): *ret_n bytes. FV_E_CORRUPT if
- * malformed. A table lookup per digit: reports open a few hundred sealed
- * values per request, so this loop is on the read path's profile.
- */
-static int b64u_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *ret_n)
+int fv_store_b64u_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *ret_n)
 {
     const unsigned char *p = (const unsigned char *)in;
     size_t o = 0, i = 0;
@@ -124,49 +119,91 @@ static void put_be64(uint8_t *p, uint64_t v)
 
 /* ------------------------------------------------------------- contexts */
 
-void fv_store_fcx_init(struct fv_store_fcx *x, struct fv_tenant *t)
+/* Drop every context and the keyring reference; keeps the unused nonces. */
+static void fcache_clear(struct fv_store_fcache *fc)
+{
+    for (size_t i = 0; i < fc->n; i++) {
+        fv_crypto_aead_free(fc->aead[i]);
+        fc->aead[i] = NULL;
+        fc->ver[i] = 0;
+    }
+    fc->n = 0;
+    fv_crypto_keyring_unref(fc->kr);
+    fc->kr = NULL;
+    fc->gen = 0;
+}
+
+void fv_store_fcache_free(struct fv_store_fcache *fc)
+{
+    if (!fc)
+        return;
+    fcache_clear(fc);
+    fv_free(fc);
+}
+
+void fv_store_fcx_init(struct fv_store_fcx *x, struct fv_tenant *t, struct fv_store_conn *c)
 {
     memset(x, 0, sizeof(*x));
     x->t = t;
+    x->fc = &x->own;
+    if (c && !c->fcache)
+        c->fcache = fv_calloc(1, sizeof(*c->fcache)); /* on failure: the own cache */
+    if (c && c->fcache)
+        x->fc = c->fcache;
 }
 
 void fv_store_fcx_release(struct fv_store_fcx *x)
 {
-    for (size_t i = 0; i < x->n; i++)
-        fv_crypto_aead_free(x->aead[i]);
-    x->n = 0;
-    x->nonces_left = 0;
+    fcache_clear(&x->own);
+    x->own.nonces_left = 0;
+    x->fc = &x->own;
 }
 
 /* A fresh random nonce; one getrandom per FV_STORE_FCX_NONCES seals. */
 static const uint8_t *fcx_nonce(struct fv_store_fcx *x)
 {
-    if (x->nonces_left == 0) {
-        fv_random_bytes(x->nonces, sizeof(x->nonces));
-        x->nonces_left = FV_STORE_FCX_NONCES;
+    struct fv_store_fcache *fc = x->fc;
+    if (fc->nonces_left == 0) {
+        fv_random_bytes(fc->nonces, sizeof(fc->nonces));
+        fc->nonces_left = FV_STORE_FCX_NONCES;
     }
-    x->nonces_left--;
-    return x->nonces + x->nonces_left * FV_CRYPTO_NONCE_BYTES;
+    fc->nonces_left--;
+    return fc->nonces + fc->nonces_left * FV_CRYPTO_NONCE_BYTES;
 }
 
+/*
+ * The field AEAD context of key version `version`. The cache is checked
+ * against the tenant's keyring and its generation on every call (an atomic
+ * load), so a rotation or revocation is seen by the next value, never
+ * later. The generation is read before a context is derived: a change in
+ * between makes the next call rebuild, never keeps a stale context.
+ */
 static int fcx_aead(struct fv_store_fcx *x, uint32_t version, struct fv_aead **ret)
 {
-    for (size_t i = 0; i < x->n; i++)
-        if (x->ver[i] == version) {
-            *ret = x->aead[i];
+    struct fv_store_fcache *fc = x->fc;
+    struct fv_keyring *kr = x->t ? x->t->keys : NULL;
+    if (!kr)
+        return FV_E_KEY_UNAVAILABLE;
+    uint64_t gen = fv_crypto_keyring_generation(kr);
+    if (fc->kr != kr || fc->gen != gen) {
+        fcache_clear(fc);
+        fc->kr = fv_crypto_keyring_ref(kr);
+        fc->gen = gen;
+    }
+    for (size_t i = 0; i < fc->n; i++)
+        if (fc->ver[i] == version) {
+            *ret = fc->aead[i];
             return FV_OK;
         }
-    if (!x->t || !x->t->keys)
-        return FV_E_KEY_UNAVAILABLE;
-    if (x->n == FV_ARRAY_LEN(x->aead))
+    if (fc->n == FV_ARRAY_LEN(fc->aead))
         return FV_E_KEY_UNAVAILABLE; /* more versions than a keyring holds */
     struct fv_aead *a = NULL;
-    int rc = fv_crypto_keyring_aead(&a, x->t->keys, version, FV_KEY_FIELD, NULL, 0);
+    int rc = fv_crypto_keyring_aead(&a, kr, version, FV_KEY_FIELD, NULL, 0);
     if (rc != FV_OK)
         return rc;
-    x->ver[x->n] = version;
-    x->aead[x->n] = a;
-    x->n++;
+    fc->ver[fc->n] = version;
+    fc->aead[fc->n] = a;
+    fc->n++;
     *ret = a;
     return FV_OK;
 }
@@ -192,13 +229,10 @@ static size_t build_ad(uint8_t *ad, int64_t tenant, const char *app, const char 
 }
 
 int fv_store_field_seal(struct fv_store_fcx *x, uint32_t version, const char *app, const char *form,
-                        const char *field, int64_t id, const uint8_t *m, size_t mlen,
-                        char **ret_text, size_t *ret_len)
+                        const char *field, int64_t id, const uint8_t *m, size_t mlen, uint8_t *out)
 {
     uint8_t ad[AD_MAX];
     struct fv_aead *a = NULL;
-    uint8_t *blob = NULL;
-    char *text = NULL;
     int rc;
 
     if (!x->t || !x->t->keys)
@@ -212,101 +246,63 @@ int fv_store_field_seal(struct fv_store_fcx *x, uint32_t version, const char *ap
     rc = fcx_aead(x, version, &a);
     if (rc != FV_OK)
         return rc;
-    size_t blen = BLOB_MIN + mlen;
-    blob = fv_malloc(blen);
-    text = fv_malloc(b64u_len(blen) + 1);
-    if (!blob || !text) {
-        rc = FV_E_NOMEM;
-        goto out;
-    }
-    blob[0] = FV_STORE_FIELD_FORMAT;
-    put_be32(blob + 1, version);
-    uint8_t *nonce = blob + FV_STORE_FIELD_HDR;
+    out[0] = FV_STORE_FIELD_FORMAT;
+    put_be32(out + 1, version);
+    uint8_t *nonce = out + FV_STORE_FIELD_HDR;
     uint8_t *c = nonce + FV_CRYPTO_NONCE_BYTES;
     memcpy(nonce, fcx_nonce(x), FV_CRYPTO_NONCE_BYTES);
     size_t adlen = build_ad(ad, x->t->id, app, form, field, id);
-    rc = fv_crypto_aead_seal_detached(c, c + mlen, m, mlen, ad, adlen, nonce, a);
-    if (rc != FV_OK)
-        goto out;
-    b64u_encode(blob, blen, text);
-    *ret_text = text;
-    if (ret_len)
-        *ret_len = b64u_len(blen);
-    text = NULL;
-out:
-    fv_free(blob);
-    fv_free(text);
-    return rc;
+    return fv_crypto_aead_seal_detached(c, c + mlen, m, mlen, ad, adlen, nonce, a);
 }
 
-int fv_store_field_version(const char *text, size_t len, uint32_t *ret_version)
+int fv_store_field_version(const uint8_t *sealed, size_t len, uint32_t *ret_version)
 {
-    uint8_t hdr[6];
-    size_t n = 0;
-    if (len < b64u_len(BLOB_MIN) || b64u_decode(text, 8, hdr, sizeof(hdr), &n) != FV_OK || n != 6 ||
-        hdr[0] != FV_STORE_FIELD_FORMAT)
+    if (!sealed || len < FV_STORE_FIELD_OVERHEAD || len > (size_t)INT32_MAX ||
+        sealed[0] != FV_STORE_FIELD_FORMAT)
         return FV_E_CORRUPT;
-    *ret_version = get_be32(hdr + 1);
+    *ret_version = get_be32(sealed + 1);
     return FV_OK;
 }
 
 int fv_store_field_open_buf(struct fv_store_fcx *x, const char *app, const char *form,
-                            const char *field, int64_t id, const char *text, size_t len,
+                            const char *field, int64_t id, const uint8_t *sealed, size_t len,
                             uint8_t *buf, size_t cap, size_t *ret_mlen, uint32_t *ret_version)
 {
     uint8_t ad[AD_MAX];
-    uint8_t small[768]; /* the sealed values of typical fields: no allocation */
     struct fv_aead *a = NULL;
-    uint8_t *blob = NULL;
-    size_t blen = 0;
     uint32_t version = 0;
-    int rc;
-
-    if (len > (size_t)INT32_MAX)
-        return FV_E_CORRUPT;
-    rc = fv_store_field_version(text, len, &version);
+    int rc = fv_store_field_version(sealed, len, &version);
     if (rc != FV_OK)
         return rc;
-    blob = len <= sizeof(small) / 3 * 4 ? small : fv_malloc(len);
-    if (!blob)
-        return FV_E_NOMEM;
-    rc = b64u_decode(text, len, blob, blob == small ? sizeof(small) : len, &blen);
-    if (rc == FV_OK && blen < BLOB_MIN)
-        rc = FV_E_CORRUPT;
-    if (rc == FV_OK && blen - BLOB_MIN > cap)
-        rc = FV_E_LIMIT;
-    if (rc == FV_OK)
-        rc = fcx_aead(x, version, &a);
+    size_t mlen = len - FV_STORE_FIELD_OVERHEAD;
+    if (mlen > cap)
+        return FV_E_LIMIT;
+    rc = fcx_aead(x, version, &a);
     if (rc != FV_OK)
-        goto out;
-    size_t mlen = blen - BLOB_MIN;
+        return rc;
     size_t adlen = build_ad(ad, x->t->id, app, form, field, id);
-    rc = fv_crypto_aead_open(buf, blob + FV_STORE_FIELD_HDR, blen - FV_STORE_FIELD_HDR, ad, adlen,
+    rc = fv_crypto_aead_open(buf, sealed + FV_STORE_FIELD_HDR, len - FV_STORE_FIELD_HDR, ad, adlen,
                              a);
     if (rc != FV_OK) {
         fv_wipe(buf, mlen);
-        rc = FV_E_CORRUPT; /* one code for every authentication failure */
-        goto out;
+        return FV_E_CORRUPT; /* one code for every authentication failure */
     }
     *ret_mlen = mlen;
     if (ret_version)
         *ret_version = version;
-out:
-    if (blob != small)
-        fv_free(blob);
-    return rc;
+    return FV_OK;
 }
 
 int fv_store_field_open(struct fv_store_fcx *x, const char *app, const char *form,
-                        const char *field, int64_t id, const char *text, size_t len,
+                        const char *field, int64_t id, const uint8_t *sealed, size_t len,
                         uint8_t **ret_m, size_t *ret_mlen, uint32_t *ret_version)
 {
-    size_t cap = len / 4 * 3 + 3, mlen = 0; /* at least the decoded size */
+    size_t cap = len > FV_STORE_FIELD_OVERHEAD ? len - FV_STORE_FIELD_OVERHEAD : 0, mlen = 0;
     uint8_t *m = fv_malloc(cap + 1);
     if (!m)
         return FV_E_NOMEM;
     int rc =
-        fv_store_field_open_buf(x, app, form, field, id, text, len, m, cap, &mlen, ret_version);
+        fv_store_field_open_buf(x, app, form, field, id, sealed, len, m, cap, &mlen, ret_version);
     if (rc != FV_OK) {
         fv_free(m);
         return rc;
@@ -320,7 +316,7 @@ int fv_store_field_open(struct fv_store_fcx *x, const char *app, const char *for
 /* ---------------------------------------------------------- blind index */
 
 int fv_store_field_bidx(struct fv_tenant *t, uint32_t version, const uint8_t *msg, size_t len,
-                        char out[FV_STORE_BIDX_TEXT])
+                        uint8_t out[FV_STORE_BIDX_BYTES])
 {
     uint8_t mac[FV_CRYPTO_MAC_BYTES];
     if (!t->keys)
@@ -330,13 +326,13 @@ int fv_store_field_bidx(struct fv_tenant *t, uint32_t version, const uint8_t *ms
      * collision of truncated HMAC outputs, about 2^-128 per pair) and halve
      * the column and its index */
     if (rc == FV_OK)
-        b64u_encode(mac, FV_STORE_BIDX_BYTES, out);
+        memcpy(out, mac, FV_STORE_BIDX_BYTES);
     fv_wipe(mac, sizeof(mac));
     return rc;
 }
 
-int fv_store_field_tokens(struct fv_tenant *t, const uint8_t *msg, size_t len, char **ret_json,
-                          size_t *ret_len)
+int fv_store_field_tokens(struct fv_tenant *t, const uint8_t *msg, size_t len,
+                          uint8_t out[FV_STORE_TOKENS_MAX], size_t *ret_len)
 {
     uint32_t vers[FV_CRYPTO_KEYRING_MAX_VERSIONS];
     size_t n;
@@ -347,33 +343,14 @@ int fv_store_field_tokens(struct fv_tenant *t, const uint8_t *msg, size_t len, c
         n = FV_ARRAY_LEN(vers);
     if (n == 0)
         return FV_E_KEY_UNAVAILABLE;
-    /* ["tok","tok",...]: tokens are base64url, no escaping needed */
-    size_t cap = 2 + n * (FV_STORE_BIDX_TEXT + 3) + 1;
-    char *j = fv_malloc(cap);
-    if (!j)
-        return FV_E_NOMEM;
-    size_t o = 0;
-    j[o++] = '[';
     for (size_t i = 0; i < n; i++) {
-        char tok[FV_STORE_BIDX_TEXT];
-        int rc = fv_store_field_bidx(t, vers[i], msg, len, tok);
+        int rc = fv_store_field_bidx(t, vers[i], msg, len, out + i * FV_STORE_BIDX_BYTES);
         if (rc != FV_OK) {
-            fv_free(j);
+            fv_wipe(out, FV_STORE_TOKENS_MAX);
             return rc;
         }
-        if (i > 0)
-            j[o++] = ',';
-        j[o++] = '"';
-        size_t tl = strlen(tok);
-        memcpy(j + o, tok, tl);
-        o += tl;
-        j[o++] = '"';
     }
-    j[o++] = ']';
-    j[o] = '\0';
-    *ret_json = j;
-    if (ret_len)
-        *ret_len = o;
+    *ret_len = n * FV_STORE_BIDX_BYTES;
     return FV_OK;
 }
 
@@ -386,13 +363,13 @@ int fv_store_field_bind_where(struct fv_tenant *t, sqlite3_stmt *st,
         const struct fv_sqlval *v = &where->params[i];
         int rc;
         if (v->type == FV_SQL_SECRET) {
-            char *tokens = NULL;
+            uint8_t tokens[FV_STORE_TOKENS_MAX];
             size_t tl = 0;
-            rc = fv_store_field_tokens(t, (const uint8_t *)v->s, v->len, &tokens, &tl);
+            rc = fv_store_field_tokens(t, (const uint8_t *)v->s, v->len, tokens, &tl);
             if (rc != FV_OK)
                 return rc;
-            int src = sqlite3_bind_text(st, (int)i + 1, tokens, (int)tl, SQLITE_TRANSIENT);
-            fv_free(tokens);
+            int src = sqlite3_bind_blob(st, (int)i + 1, tokens, (int)tl, SQLITE_TRANSIENT);
+            fv_wipe(tokens, tl);
             rc = src == SQLITE_OK ? FV_OK : fv_store_sqlite_err(src);
         } else {
             rc = fv_store_bind_val(st, (int)i + 1, v);
@@ -493,11 +470,11 @@ static int count_form_old(struct fv_store_conn *c, const struct fv_store_form *s
         rc = fv_store_conn_prepare(c, b.p, b.len, &st);
     while (rc == FV_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
         for (size_t k = 0; rc == FV_OK && k < nf; k++) {
-            const char *s = (const char *)sqlite3_column_text(st, (int)k + 1);
             uint32_t v = 0;
-            if (!s)
+            if (sqlite3_column_type(st, (int)k + 1) == SQLITE_NULL)
                 continue;
-            rc = fv_store_field_version(s, (size_t)sqlite3_column_bytes(st, (int)k + 1), &v);
+            const uint8_t *sealed = sqlite3_column_blob(st, (int)k + 1);
+            rc = fv_store_field_version(sealed, (size_t)sqlite3_column_bytes(st, (int)k + 1), &v);
             if (rc == FV_OK && v != version)
                 (*n)++;
         }
@@ -508,6 +485,20 @@ static int count_form_old(struct fv_store_conn *c, const struct fv_store_form *s
     fv_free(fi);
     fv_buf_release(&b);
     return rc;
+}
+
+/* Key version of the sealed value of a change-log image (base64url text):
+ * its first 8 digits hold the 5 header bytes. FV_E_CORRUPT if malformed. */
+static int image_version(const char *text, size_t len, uint32_t *ret_version)
+{
+    uint8_t hdr[6];
+    size_t n = 0;
+    if (len < fv_store_b64u_len(FV_STORE_FIELD_OVERHEAD) ||
+        fv_store_b64u_decode(text, 8, hdr, sizeof(hdr), &n) != FV_OK || n != 6 ||
+        hdr[0] != FV_STORE_FIELD_FORMAT)
+        return FV_E_CORRUPT;
+    *ret_version = get_be32(hdr + 1);
+    return FV_OK;
 }
 
 /* Count sealed values in change-log images not under version. */
@@ -532,7 +523,7 @@ static int count_log_old(struct fv_store_conn *c, uint32_t version, int64_t *n)
             uint32_t v = 0;
             if (!json_is_string(enc))
                 continue;
-            rc = fv_store_field_version(json_string_value(enc), json_string_length(enc), &v);
+            rc = image_version(json_string_value(enc), json_string_length(enc), &v);
             if (rc != FV_OK)
                 break;
             if (v != version)
@@ -576,39 +567,43 @@ int fv_store_field_count_old(struct fv_tenant *t, uint32_t version, int64_t *ret
 }
 
 /*
- * Re-seal one value (text, len) of field f (link names app/form) of record
- * id under version `to`: the new sealed text, and the new blind index in
- * bidx (set to "" when the field has none). *ret_new is NULL when the value
- * is already under `to`.
+ * Re-seal one sealed value (old, len) of field `field` (link names
+ * app/form) of record id under version `to`: the new sealed value
+ * (fv_malloc'd, *ret_len bytes) and, if has_bidx, the new blind index in
+ * bidx. *ret_new is NULL when the value is already under `to`.
  */
 static int reseal(struct fv_store_fcx *x, uint32_t to, const char *app, const char *form,
-                  const char *field, bool has_bidx, int64_t id, const char *text, size_t len,
-                  char **ret_new, char bidx[FV_STORE_BIDX_TEXT])
+                  const char *field, bool has_bidx, int64_t id, const uint8_t *old, size_t len,
+                  uint8_t **ret_new, size_t *ret_len, uint8_t bidx[FV_STORE_BIDX_BYTES])
 {
-    uint8_t *m = NULL, *msg = NULL;
+    uint8_t *m = NULL, *msg = NULL, *nw = NULL;
     size_t mlen = 0, msg_len = 0;
     uint32_t v = 0;
-    int rc = fv_store_field_version(text, len, &v);
+    int rc = fv_store_field_version(old, len, &v);
     *ret_new = NULL;
-    bidx[0] = '\0';
     if (rc != FV_OK || v == to)
         goto out;
-    rc = fv_store_field_open(x, app, form, field, id, text, len, &m, &mlen, NULL);
+    rc = fv_store_field_open(x, app, form, field, id, old, len, &m, &mlen, NULL);
     if (rc != FV_OK)
         goto out;
-    rc = fv_store_field_seal(x, to, app, form, field, id, m, mlen, ret_new, NULL);
+    nw = fv_malloc(mlen + FV_STORE_FIELD_OVERHEAD);
+    rc = nw ? fv_store_field_seal(x, to, app, form, field, id, m, mlen, nw) : FV_E_NOMEM;
     if (rc == FV_OK && has_bidx) {
         rc = fv_model_field_bidx_message(app, form, field, m, mlen, &msg, &msg_len);
         if (rc == FV_OK)
             rc = fv_store_field_bidx(x->t, to, msg, msg_len, bidx);
     }
-    if (rc != FV_OK)
-        FV_FREE(*ret_new);
+    if (rc == FV_OK) {
+        *ret_new = nw;
+        *ret_len = mlen + FV_STORE_FIELD_OVERHEAD;
+        nw = NULL;
+    }
 out:
     if (rc != FV_OK && rc != FV_E_NOMEM)
         fv_log(FV_LOG_DEBUG,
                "store: tenant %lld: field '%s' of form '%s' record %lld does not open: %s",
                (long long)x->t->id, field, form, (long long)id, fv_strerror(rc));
+    fv_free(nw);
     if (m) {
         fv_wipe(m, mlen);
         fv_free(m);
@@ -619,6 +614,12 @@ out:
     }
     return rc;
 }
+
+/* One sealed value read from a form table. */
+struct cell {
+    uint8_t *p; /* NULL: SQL NULL */
+    size_t len;
+};
 
 /* Phase 0: up to budget rows of form ef after *last_id. */
 static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uint32_t to,
@@ -631,7 +632,7 @@ static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uin
     sqlite3_stmt *st = NULL;
     size_t *fi = NULL, nf = 0, nrows = 0;
     int64_t *ids = NULL;
-    char **texts = NULL; /* [nrows * nf] */
+    struct cell *cells = NULL; /* [nrows * nf] */
     int rc, src = SQLITE_DONE;
 
     fv_buf_init(&b, FV_STORE_SQL_MAX);
@@ -641,8 +642,8 @@ static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uin
     if (rc != FV_OK)
         goto out;
     ids = fv_calloc(budget, sizeof(*ids));
-    texts = fv_calloc(budget * (nf ? nf : 1), sizeof(*texts));
-    if (!ids || !texts) {
+    cells = fv_calloc(budget * (nf ? nf : 1), sizeof(*cells));
+    if (!ids || !cells) {
         rc = FV_E_NOMEM;
         goto out;
     }
@@ -655,10 +656,16 @@ static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uin
     while (rc == FV_OK && nrows < budget && (src = sqlite3_step(st)) == SQLITE_ROW) {
         ids[nrows] = sqlite3_column_int64(st, 0);
         for (size_t k = 0; rc == FV_OK && k < nf; k++) {
-            const char *s = (const char *)sqlite3_column_text(st, (int)k + 1);
-            if (s && !(texts[nrows * nf + k] =
-                           fv_strndup(s, (size_t)sqlite3_column_bytes(st, (int)k + 1))))
+            struct cell *c = &cells[nrows * nf + k];
+            if (sqlite3_column_type(st, (int)k + 1) == SQLITE_NULL)
+                continue;
+            const uint8_t *p = sqlite3_column_blob(st, (int)k + 1);
+            c->len = (size_t)sqlite3_column_bytes(st, (int)k + 1);
+            c->p = fv_malloc(c->len ? c->len : 1);
+            if (!c->p)
                 rc = FV_E_NOMEM;
+            else if (c->len)
+                memcpy(c->p, p, c->len);
         }
         nrows++;
     }
@@ -672,13 +679,15 @@ static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uin
     for (size_t r = 0; rc == FV_OK && r < nrows; r++) {
         for (size_t k = 0; rc == FV_OK && k < nf; k++) {
             const struct fv_field *f = &sf->form->fields[fi[k]];
-            const char *old = texts[r * nf + k];
-            char *nw = NULL;
-            char bidx[FV_STORE_BIDX_TEXT];
-            if (!old)
+            const struct cell *old = &cells[r * nf + k];
+            bool has_bidx = fv_model_field_has_bidx(f);
+            uint8_t *nw = NULL;
+            size_t nw_len = 0;
+            uint8_t bidx[FV_STORE_BIDX_BYTES];
+            if (!old->p)
                 continue;
-            rc = reseal(x, to, ef->app->link_name, sf->form->link_name, f->link_name,
-                        fv_model_field_has_bidx(f), ids[r], old, strlen(old), &nw, bidx);
+            rc = reseal(x, to, ef->app->link_name, sf->form->link_name, f->link_name, has_bidx,
+                        ids[r], old->p, old->len, &nw, &nw_len, bidx);
             if (rc != FV_OK || !nw)
                 continue;
             fv_buf_reset(&b);
@@ -689,9 +698,9 @@ static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uin
             if (rc == FV_OK)
                 rc = fv_store_conn_prepare(t->writer, b.p, b.len, &st);
             if (rc == FV_OK) {
-                (void)sqlite3_bind_text(st, 1, nw, -1, SQLITE_TRANSIENT);
-                if (bidx[0])
-                    (void)sqlite3_bind_text(st, 2, bidx, -1, SQLITE_TRANSIENT);
+                (void)sqlite3_bind_blob(st, 1, nw, (int)nw_len, SQLITE_TRANSIENT);
+                if (has_bidx)
+                    (void)sqlite3_bind_blob(st, 2, bidx, FV_STORE_BIDX_BYTES, SQLITE_TRANSIENT);
                 (void)sqlite3_bind_int64(st, 3, ids[r]);
                 src = sqlite3_step(st);
                 if (src != SQLITE_DONE)
@@ -712,12 +721,45 @@ static int reencrypt_form(struct fv_store_fcx *x, const struct enc_form *ef, uin
         *form_end = nrows < budget;
 out:
     fv_store_stmt_done(st);
-    for (size_t i = 0; texts && i < nrows * nf; i++)
-        fv_free(texts[i]);
-    fv_free(texts);
+    for (size_t i = 0; cells && i < nrows * nf; i++)
+        fv_free(cells[i].p);
+    fv_free(cells);
     fv_free(ids);
     fv_free(fi);
     fv_buf_release(&b);
+    return rc;
+}
+
+/*
+ * Re-seal one image value: the sealed value as base64url text (enc) in, the
+ * new one as text (*ret_text, fv_malloc'd) and the new blind index as text
+ * (bidx, if has_bidx) out; *ret_text is NULL when already under `to`.
+ */
+static int reseal_text(struct fv_store_fcx *x, uint32_t to, const char *app, const char *form,
+                       const char *field, bool has_bidx, int64_t id, const char *enc, size_t len,
+                       char **ret_text, char bidx[FV_STORE_BIDX_TEXT])
+{
+    size_t cap = len / 4 * 3 + 3, blen = 0, nw_len = 0;
+    uint8_t *blob = fv_malloc(cap), *nw = NULL;
+    uint8_t raw[FV_STORE_BIDX_BYTES];
+    char *text = NULL;
+    int rc = blob ? fv_store_b64u_decode(enc, len, blob, cap, &blen) : FV_E_NOMEM;
+    *ret_text = NULL;
+    if (rc == FV_OK)
+        rc = reseal(x, to, app, form, field, has_bidx, id, blob, blen, &nw, &nw_len, raw);
+    if (rc == FV_OK && nw) {
+        text = fv_malloc(fv_store_b64u_len(nw_len) + 1);
+        if (!text) {
+            rc = FV_E_NOMEM;
+        } else {
+            fv_store_b64u_encode(nw, nw_len, text);
+            if (has_bidx)
+                fv_store_b64u_encode(raw, sizeof(raw), bidx);
+            *ret_text = text;
+        }
+    }
+    fv_free(nw);
+    fv_free(blob);
     return rc;
 }
 
@@ -741,15 +783,15 @@ static int reencrypt_image(struct fv_store_fcx *x, uint32_t to, const char *app,
             break;
         }
         (void)snprintf(bkey, sizeof(bkey), "%s__bidx", key);
-        json_t *bval = json_object_get(row, bkey);
-        rc = reseal(x, to, app, form, key + 2, json_is_string(bval), id, json_string_value(enc),
-                    json_string_length(enc), &nw, bidx);
+        bool has_bidx = json_is_string(json_object_get(row, bkey));
+        rc = reseal_text(x, to, app, form, key + 2, has_bidx, id, json_string_value(enc),
+                         json_string_length(enc), &nw, bidx);
         if (rc != FV_OK)
             break;
         if (!nw)
             continue;
         if (json_object_set_new(val, "enc", json_string(nw)) != 0 ||
-            (bidx[0] && json_object_set_new(row, bkey, json_string(bidx)) != 0))
+            (has_bidx && json_object_set_new(row, bkey, json_string(bidx)) != 0))
             rc = FV_E_NOMEM;
         fv_free(nw);
         if (rc != FV_OK)
@@ -876,8 +918,8 @@ int fv_store_field_reencrypt_step(struct fv_tenant *t, uint32_t to_version,
         return FV_E_READ_ONLY;
     if (!t->keys || to_version == 0)
         return FV_E_KEY_UNAVAILABLE;
-    fv_store_fcx_init(&x, t);
     fv_store_writer_enter(t);
+    fv_store_fcx_init(&x, t, t->writer);
     rc = enc_forms(t, &forms, &nforms);
     if (rc == FV_OK)
         rc = fv_store_conn_exec(t->writer, "BEGIN IMMEDIATE");
@@ -917,8 +959,8 @@ int fv_store_field_reencrypt_step(struct fv_tenant *t, uint32_t to_version,
         rc = fv_store_conn_exec(t->writer, "COMMIT");
     if (rc != FV_OK && in_txn && !sqlite3_get_autocommit(t->writer->db))
         fv_store_conn_rollback(t->writer);
-    fv_store_writer_leave(t);
     fv_store_fcx_release(&x);
+    fv_store_writer_leave(t);
     fv_free(forms);
     if (rc != FV_OK)
         return rc;

@@ -252,17 +252,20 @@ static int step_error(struct fv_tenant *t, const struct fv_store_form *sf, int s
                         "the record could not be written");
 }
 
-/* SQL of the display text of field df of target tsf; for an encrypted
- * display field its sealed text, which the reader opens (format_row). */
+/*
+ * SQL of the display text of field df of target tsf; for an encrypted
+ * display field its sealed value, which the reader opens (format_row): the
+ * BLOB, or its hex text when in_json (JSON cannot hold a BLOB).
+ */
 static void message_free(uint8_t *msg, size_t len);
 
 static int display_expr(const struct fv_store_form *tsf, const struct fv_field *df,
-                        const char *alias, struct fv_buf *b)
+                        const char *alias, bool in_json, struct fv_buf *b)
 {
     size_t fi = (size_t)(df - tsf->form->fields);
     size_t n = tsf->col_n[fi];
     if (df->encrypt)
-        return fv_buf_appendf(b, "%s.\"%s\"", alias,
+        return fv_buf_appendf(b, in_json ? "hex(%s.\"%s\")" : "%s.\"%s\"", alias,
                               tsf->col_names[tsf->col_off[fi] + FV_MODEL_ENC_COL_DATA]);
     if (n == 1)
         return fv_buf_appendf(b, "%s.\"%s\"", alias, tsf->col_names[tsf->col_off[fi]]);
@@ -288,9 +291,9 @@ static int match_sealed_display(struct fv_tenant *t, const struct fv_store_form 
     struct fv_sqlval cols[FV_MODEL_MAX_COLS];
     uint8_t *enc = NULL, *msg = NULL;
     size_t enc_len = 0, msg_len = 0, tok_len = 0;
-    char *tokens = NULL;
+    uint8_t tokens[FV_STORE_TOKENS_MAX];
     sqlite3_stmt *st = NULL;
-    char sql[2 * FV_STORE_IDENT_MAX + 128];
+    struct fv_buf b;
     int rc, src;
 
     *ret_hits = 0;
@@ -306,19 +309,21 @@ static int match_sealed_display(struct fv_tenant *t, const struct fv_store_form 
                                      enc_len, &msg, &msg_len);
     fv_free(enc);
     if (rc == FV_OK)
-        rc = fv_store_field_tokens(t, msg, msg_len, &tokens, &tok_len);
+        rc = fv_store_field_tokens(t, msg, msg_len, tokens, &tok_len);
     message_free(msg, msg_len);
     size_t fi = (size_t)(df - tsf->form->fields);
-    int n = snprintf(sql, sizeof(sql),
-                     "SELECT \"ID\" FROM \"%s\" WHERE \"%s\" IN (SELECT value FROM json_each(?1))"
-                     " LIMIT 2",
-                     tsf->table, tsf->col_names[tsf->col_off[fi] + FV_MODEL_ENC_COL_BIDX]);
-    if (rc == FV_OK && (n < 0 || (size_t)n >= sizeof(sql)))
-        rc = FV_E_LIMIT;
+    fv_buf_init(&b, FV_STORE_SQL_MAX);
     if (rc == FV_OK)
-        rc = fv_store_conn_prepare(t->writer, sql, (size_t)n, &st);
+        rc = fv_buf_appendf(&b, "SELECT \"ID\" FROM \"%s\" WHERE \"%s\" IN ", tsf->table,
+                            tsf->col_names[tsf->col_off[fi] + FV_MODEL_ENC_COL_BIDX]);
+    if (rc == FV_OK)
+        rc = fv_model_bidx_list_sql(&b, 1);
+    if (rc == FV_OK)
+        rc = fv_buf_append_cstr(&b, " LIMIT 2");
+    if (rc == FV_OK)
+        rc = fv_store_conn_prepare(t->writer, b.p, b.len, &st);
     if (rc == FV_OK) {
-        (void)sqlite3_bind_text(st, 1, tokens, (int)tok_len, SQLITE_TRANSIENT);
+        (void)sqlite3_bind_blob(st, 1, tokens, (int)tok_len, SQLITE_TRANSIENT);
         while ((src = sqlite3_step(st)) == SQLITE_ROW) {
             *ret_id = sqlite3_column_int64(st, 0);
             (*ret_hits)++;
@@ -327,7 +332,8 @@ static int match_sealed_display(struct fv_tenant *t, const struct fv_store_form 
             rc = fv_store_sqlite_err(src);
     }
     fv_store_stmt_done(st);
-    fv_free(tokens);
+    fv_buf_release(&b);
+    fv_wipe(tokens, sizeof(tokens));
     return rc;
 }
 
@@ -389,7 +395,7 @@ static int check_lookups(struct fv_tenant *t, struct fv_store_prep *p)
                 if (rc == FV_OK)
                     rc = fv_buf_appendf(&b, "%s\" AS d WHERE ", tsf->table);
                 if (rc == FV_OK)
-                    rc = display_expr(tsf, df, "d", &b);
+                    rc = display_expr(tsf, df, "d", false, &b);
                 if (rc == FV_OK)
                     rc = fv_buf_append_cstr(&b, " = ?1 LIMIT 2");
                 if (rc == FV_OK)
@@ -534,10 +540,11 @@ static int bind_field(struct fv_store_fcx *x, const struct fv_app *app,
     const struct fv_field *f = &sf->form->fields[fi];
     const struct fv_sqlval *v = &p->vals[sf->col_off[fi]];
     const struct fv_sqlval *m = &v[FV_MODEL_ENC_COL_DATA];
-    char *sealed = NULL;
+    uint8_t small[512]; /* the sealed values of typical fields: no allocation */
+    uint8_t *sealed = NULL;
     uint8_t *msg = NULL;
     size_t msg_len = 0, sealed_len = 0;
-    char bidx[FV_STORE_BIDX_TEXT];
+    uint8_t bidx[FV_STORE_BIDX_BYTES];
     uint32_t version;
     int rc = FV_OK;
 
@@ -553,23 +560,32 @@ static int bind_field(struct fv_store_fcx *x, const struct fv_app *app,
     }
     version = x->t->keys ? fv_crypto_keyring_write_version(x->t->keys) : 0;
     rc = version ? FV_OK : FV_E_KEY_UNAVAILABLE;
+    if (rc == FV_OK && m->len > (size_t)INT32_MAX - FV_STORE_FIELD_OVERHEAD)
+        rc = FV_E_LIMIT;
+    if (rc == FV_OK) {
+        sealed_len = m->len + FV_STORE_FIELD_OVERHEAD;
+        sealed = sealed_len <= sizeof(small) ? small : fv_malloc(sealed_len);
+        rc = sealed ? FV_OK : FV_E_NOMEM;
+    }
     if (rc == FV_OK)
         rc = fv_store_field_seal(x, version, app->link_name, sf->form->link_name, f->link_name, id,
-                                 (const uint8_t *)m->s, m->len, &sealed, &sealed_len);
+                                 (const uint8_t *)m->s, m->len, sealed);
     if (rc == FV_OK && fv_model_field_has_bidx(f)) {
         rc = sealed_message(app, p, fi, &msg, &msg_len);
         if (rc == FV_OK)
             rc = fv_store_field_bidx(x->t, version, msg, msg_len, bidx);
     }
     if (rc == FV_OK) {
-        (void)sqlite3_bind_text(st, idx + FV_MODEL_ENC_COL_DATA, sealed, (int)sealed_len,
+        (void)sqlite3_bind_blob(st, idx + FV_MODEL_ENC_COL_DATA, sealed, (int)sealed_len,
                                 SQLITE_TRANSIENT);
         if (fv_model_field_has_bidx(f))
-            (void)sqlite3_bind_text(st, idx + FV_MODEL_ENC_COL_BIDX, bidx, -1, SQLITE_TRANSIENT);
+            (void)sqlite3_bind_blob(st, idx + FV_MODEL_ENC_COL_BIDX, bidx, sizeof(bidx),
+                                    SQLITE_TRANSIENT);
         else
             (void)sqlite3_bind_null(st, idx + FV_MODEL_ENC_COL_BIDX);
     }
-    fv_free(sealed);
+    if (sealed != small)
+        fv_free(sealed);
     message_free(msg, msg_len);
     if (rc != FV_OK && rc != FV_E_NOMEM)
         return fv_error_set(err, rc, SIZE_MAX, "field '%s' could not be encrypted", f->link_name);
@@ -592,27 +608,29 @@ static int check_unique_sealed(struct fv_tenant *t, const struct fv_app *app,
         const struct fv_field *f = &sf->form->fields[i];
         const struct fv_sqlval *m = &p->vals[sf->col_off[i] + FV_MODEL_ENC_COL_DATA];
         uint8_t *msg = NULL;
-        char *tokens = NULL;
+        uint8_t tokens[FV_STORE_TOKENS_MAX];
         size_t msg_len = 0, tok_len = 0;
         sqlite3_stmt *st = NULL;
-        char sql[3 * FV_STORE_IDENT_MAX + 128];
+        struct fv_buf b;
         if (!f->encrypt || !f->unique || !fv_model_field_has_bidx(f) || m->type != FV_SQL_SECRET ||
             (update && !p->present[i]))
             continue;
-        int n = snprintf(sql, sizeof(sql),
-                         "SELECT 1 FROM \"%s\" WHERE \"%s\" IN (SELECT value FROM json_each(?1))"
-                         " AND \"ID\" <> ?2 LIMIT 1",
-                         sf->table, sf->col_names[sf->col_off[i] + FV_MODEL_ENC_COL_BIDX]);
-        if (n < 0 || (size_t)n >= sizeof(sql))
-            return FV_E_LIMIT;
-        rc = sealed_message(app, p, i, &msg, &msg_len);
+        fv_buf_init(&b, FV_STORE_SQL_MAX);
+        rc = fv_buf_appendf(&b, "SELECT 1 FROM \"%s\" WHERE \"%s\" IN ", sf->table,
+                            sf->col_names[sf->col_off[i] + FV_MODEL_ENC_COL_BIDX]);
         if (rc == FV_OK)
-            rc = fv_store_field_tokens(t, msg, msg_len, &tokens, &tok_len);
+            rc = fv_model_bidx_list_sql(&b, 1);
+        if (rc == FV_OK)
+            rc = fv_buf_append_cstr(&b, " AND \"ID\" <> ?2 LIMIT 1");
+        if (rc == FV_OK)
+            rc = sealed_message(app, p, i, &msg, &msg_len);
+        if (rc == FV_OK)
+            rc = fv_store_field_tokens(t, msg, msg_len, tokens, &tok_len);
         message_free(msg, msg_len);
         if (rc == FV_OK)
-            rc = fv_store_conn_prepare(t->writer, sql, (size_t)n, &st);
+            rc = fv_store_conn_prepare(t->writer, b.p, b.len, &st);
         if (rc == FV_OK) {
-            (void)sqlite3_bind_text(st, 1, tokens, (int)tok_len, SQLITE_TRANSIENT);
+            (void)sqlite3_bind_blob(st, 1, tokens, (int)tok_len, SQLITE_TRANSIENT);
             (void)sqlite3_bind_int64(st, 2, id);
             int src = sqlite3_step(st);
             if (src == SQLITE_ROW)
@@ -622,7 +640,8 @@ static int check_unique_sealed(struct fv_tenant *t, const struct fv_app *app,
                 rc = fv_store_sqlite_err(src);
         }
         fv_store_stmt_done(st);
-        fv_free(tokens);
+        fv_buf_release(&b);
+        fv_wipe(tokens, sizeof(tokens));
         if (rc != FV_OK && rc != FV_E_CONFLICT && rc != FV_E_NOMEM)
             rc = fv_error_set(err, rc, SIZE_MAX, "field '%s' could not be checked", f->link_name);
     }
@@ -1033,9 +1052,9 @@ static int prep_exec(struct fv_tenant *t, struct fv_store_fcx *x, const struct f
 int fv_store_prep_exec(struct fv_tenant *t, const struct fv_app *app, struct fv_store_prep *p,
                        const char *actor, int64_t now_ms)
 {
-    /* AEAD contexts live for one write: made on the first sealed value */
+    /* the writer connection's field AEAD contexts (the caller holds the writer) */
     struct fv_store_fcx x;
-    fv_store_fcx_init(&x, t);
+    fv_store_fcx_init(&x, t, t->writer);
     int rc = prep_exec(t, &x, app, p, actor, now_ms);
     fv_store_fcx_release(&x);
     return rc;
@@ -1421,7 +1440,7 @@ static int add_output_field(const struct fv_store_form *sf, const struct fv_fiel
                             "json_group_object(CAST(j.value AS TEXT), ",
                             sf->table, col);
         if (rc == FV_OK)
-            rc = display_expr(tsf, df, "d", b);
+            rc = display_expr(tsf, df, "d", true, b);
         if (rc == FV_OK)
             rc = fv_buf_appendf(b,
                                 ") FROM json_each(\"%s\".\"%s\") AS j JOIN \"%s\" AS d ON "
@@ -1430,7 +1449,7 @@ static int add_output_field(const struct fv_store_form *sf, const struct fv_fiel
     } else {
         rc = fv_buf_append_cstr(b, ", (SELECT ");
         if (rc == FV_OK)
-            rc = display_expr(tsf, df, "d", b);
+            rc = display_expr(tsf, df, "d", false, b);
         if (rc == FV_OK)
             rc = fv_buf_appendf(b, " FROM \"%s\" AS d WHERE d.\"ID\" = \"%s\".\"%s\")", tsf->table,
                                 sf->table, col);
@@ -1487,17 +1506,17 @@ static int format_sealed(struct fv_store_fcx *x, const struct fv_app *app,
     uint8_t *m = NULL;
     size_t mlen = 0;
     int64_t id = sqlite3_column_int64(st, 0);
-    const char *text = col_text(st, cp->first);
     int rc;
 
     memset(cols, 0, sizeof(cols));
-    if (text) {
+    if (sqlite3_column_type(st, (int)cp->first) != SQLITE_NULL) {
         /* most values fit the stack buffer: no allocation per value */
+        const uint8_t *sealed = sqlite3_column_blob(st, (int)cp->first);
         size_t len = (size_t)sqlite3_column_bytes(st, (int)cp->first);
-        rc = fv_store_field_open_buf(x, app->link_name, form->link_name, f->link_name, id, text,
+        rc = fv_store_field_open_buf(x, app->link_name, form->link_name, f->link_name, id, sealed,
                                      len, small, sizeof(small), &mlen, NULL);
         if (rc == FV_E_LIMIT)
-            rc = fv_store_field_open(x, app->link_name, form->link_name, f->link_name, id, text,
+            rc = fv_store_field_open(x, app->link_name, form->link_name, f->link_name, id, sealed,
                                      len, &m, &mlen, NULL);
         if (rc == FV_OK)
             rc = fv_model_value_decode(f, m ? m : small, mlen, cols);
@@ -1522,19 +1541,19 @@ static int format_sealed(struct fv_store_fcx *x, const struct fv_app *app,
 }
 
 /*
- * Display text of target record id from the sealed text of its encrypted
+ * Display text of target record id from the sealed value of its encrypted
  * display field (new string, or NULL when empty). Failure fails the read.
  */
 static int open_display(struct fv_store_fcx *x, const struct fv_app *app, const struct col_plan *cp,
-                        int64_t id, const char *text, size_t len, char **ret)
+                        int64_t id, const uint8_t *sealed, size_t len, char **ret)
 {
     const struct fv_field *df = cp->display_sealed;
     struct fv_sqlval col[FV_MODEL_MAX_COLS];
     uint8_t *m = NULL;
     size_t mlen = 0;
     char buf[40];
-    int rc = fv_store_field_open(x, app->link_name, cp->display_form, df->link_name, id, text, len,
-                                 &m, &mlen, NULL);
+    int rc = fv_store_field_open(x, app->link_name, cp->display_form, df->link_name, id, sealed,
+                                 len, &m, &mlen, NULL);
     if (rc == FV_OK)
         rc = fv_model_value_decode(df, m, mlen, col);
     if (m) {
@@ -1570,7 +1589,33 @@ static int open_display(struct fv_store_fcx *x, const struct fv_app *app, const 
     return oom ? FV_E_NOMEM : FV_OK;
 }
 
-/* Multi lookups: the map ID -> sealed text as a new map ID -> display text. */
+/* Decode hex text (SQLite hex(), upper case) into a new buffer. FV_E_CORRUPT. */
+static int hex_decode(const char *s, size_t n, uint8_t **ret, size_t *ret_len)
+{
+    if (n % 2 != 0)
+        return FV_E_CORRUPT;
+    uint8_t *p = fv_malloc(n / 2 + 1);
+    if (!p)
+        return FV_E_NOMEM;
+    for (size_t i = 0; i < n; i += 2) {
+        int v = 0;
+        for (size_t k = 0; k < 2; k++) {
+            char c = s[i + k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) {
+                fv_free(p);
+                return FV_E_CORRUPT;
+            }
+            v = v << 4 | d;
+        }
+        p[i / 2] = (uint8_t)v;
+    }
+    *ret = p;
+    *ret_len = n / 2;
+    return FV_OK;
+}
+
+/* Multi lookups: the map ID -> sealed value (hex) as a new map ID -> display text. */
 static int open_display_map(struct fv_store_fcx *x, const struct fv_app *app,
                             const struct col_plan *cp, const char *map_text, size_t len, char **ret,
                             size_t *ret_len)
@@ -1589,13 +1634,18 @@ static int open_display_map(struct fv_store_fcx *x, const struct fv_app *app,
     {
         int64_t id = 0;
         char *disp = NULL;
-        if (!json_is_string(val))
-            continue;
+        uint8_t *sealed = NULL;
+        size_t sealed_len = 0;
+        if (!json_is_string(val) || json_string_length(val) == 0)
+            continue; /* hex(NULL) is '': no value */
         if (fv_parse_i64(key, strlen(key), &id) != FV_OK) {
             rc = FV_E_CORRUPT;
             break;
         }
-        rc = open_display(x, app, cp, id, json_string_value(val), json_string_length(val), &disp);
+        rc = hex_decode(json_string_value(val), json_string_length(val), &sealed, &sealed_len);
+        if (rc == FV_OK)
+            rc = open_display(x, app, cp, id, sealed, sealed_len, &disp);
+        fv_free(sealed);
         if (rc == FV_OK && disp && json_object_set_new(out, key, json_string(disp)) != 0)
             rc = FV_E_NOMEM;
         fv_free(disp);
@@ -1671,14 +1721,15 @@ static int format_row(struct fv_store_fcx *x, const struct fv_app *app, const st
             char *opened = NULL;
             size_t opened_len = 0;
             int orc = FV_OK;
-            if (cp->display >= 0 && !cp->field->lookup_multi)
-                disp = col_text(st, (size_t)cp->display);
-            if (disp && cp->display_sealed) {
-                orc = cols[0].type == FV_SQL_INT
-                          ? open_display(x, app, cp, cols[0].i, disp,
-                                         (size_t)sqlite3_column_bytes(st, cp->display), &opened)
-                          : FV_OK;
+            if (cp->display >= 0 && !cp->field->lookup_multi && cp->display_sealed) {
+                /* the target's sealed display value (a BLOB) */
+                if (cols[0].type == FV_SQL_INT &&
+                    sqlite3_column_type(st, cp->display) != SQLITE_NULL)
+                    orc = open_display(x, app, cp, cols[0].i, sqlite3_column_blob(st, cp->display),
+                                       (size_t)sqlite3_column_bytes(st, cp->display), &opened);
                 disp = opened;
+            } else if (cp->display >= 0 && !cp->field->lookup_multi) {
+                disp = col_text(st, (size_t)cp->display);
             }
             if (orc == FV_OK && cp->display >= 0 && cp->field->lookup_multi && cp->display_sealed &&
                 sqlite3_column_type(st, cp->display) == SQLITE_TEXT)
@@ -1733,7 +1784,7 @@ int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
     int kcol = -1;
     struct fv_store_fcx x;
 
-    fv_store_fcx_init(&x, t);
+    fv_store_fcx_init(&x, t, NULL); /* the reader's cache once it is taken */
     fv_buf_init(&b, FV_STORE_SQL_MAX);
     if (ret_cursor && cursor_cap)
         ret_cursor[0] = '\0';
@@ -1813,6 +1864,8 @@ int fv_store_sqlite_query(struct fv_tenant *t, const struct fv_app *app,
     c = NULL;
     if (rc == FV_OK)
         rc = fv_store_pool_get(&t->readers, &c);
+    if (rc == FV_OK)
+        fv_store_fcx_init(&x, t, c); /* nothing sealed or opened yet */
     if (rc == FV_OK && have_cursor && cur.mode == CUR_LOOK)
         rc = cursor_lookup(c, sf, sort_col, &cur);
     if (rc == FV_OK && have_cursor) {
@@ -1903,11 +1956,11 @@ out:
     if (rc != FV_OK && ret_cursor && cursor_cap)
         ret_cursor[0] = '\0';
     fv_store_stmt_done(st);
+    fv_store_fcx_release(&x);
     fv_store_pool_put(&t->readers, c);
     json_decref(rows);
     fv_free(plan);
     fv_buf_release(&b);
-    fv_store_fcx_release(&x);
     return rc;
 }
 

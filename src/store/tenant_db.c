@@ -66,6 +66,8 @@ static const char *sql_type_name(enum fv_sql_type t)
         return "INTEGER";
     case FV_SQL_REAL:
         return "REAL";
+    case FV_SQL_BLOB:
+        return "BLOB"; /* the sealed value and blind index of an encrypted field */
     case FV_SQL_TEXT:
     case FV_SQL_NULL:
     default:

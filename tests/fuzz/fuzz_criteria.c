@@ -4,7 +4,9 @@
  * Invariants checked (abort on breach):
  *  1. compiled SQL never contains a single quote, a semicolon or a comment
  *     (values are only ever bound parameters);
- *  2. the number of '?' placeholders equals the number of parameters;
+ *  2. the placeholders, numbered as SQLite numbers them ('?' is one more than
+ *     the largest so far, '?N' is N), are exactly 1..n for n parameters, and
+ *     a numbered one (the blind-index list) names a blind-index parameter;
  *  3. a failed parse or compile always carries a message.
  */
 #include <stdint.h>
@@ -29,16 +31,38 @@ static struct fv_app *fuzz_app;
 
 static void check_where(const struct fv_sql_where *w)
 {
-    size_t q = 0;
+    size_t max = 0;
+    bool *seen = calloc(w->n_params + 1, sizeof(*seen));
+    if (seen == NULL)
+        abort();
     for (size_t i = 0; i < w->sql.len; i++) {
         char c = w->sql.p[i];
         if (c == '\'' || c == ';' || (c == '-' && i + 1 < w->sql.len && w->sql.p[i + 1] == '-'))
             abort();
-        if (c == '?')
-            q++;
+        if (c != '?')
+            continue;
+        size_t n = 0;
+        bool numbered = false;
+        while (i + 1 < w->sql.len && w->sql.p[i + 1] >= '0' && w->sql.p[i + 1] <= '9') {
+            n = n * 10 + (size_t)(w->sql.p[++i] - '0');
+            numbered = true;
+            if (n > w->n_params)
+                abort();
+        }
+        if (!numbered)
+            n = max + 1;
+        if (n == 0 || n > w->n_params)
+            abort();
+        if (numbered && w->params[n - 1].type != FV_SQL_SECRET)
+            abort();
+        seen[n] = true;
+        if (n > max)
+            max = n;
     }
-    if (q != w->n_params)
-        abort();
+    for (size_t k = 1; k <= w->n_params; k++)
+        if (!seen[k])
+            abort();
+    free(seen);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

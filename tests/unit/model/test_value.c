@@ -136,6 +136,35 @@ static void test_field_column_names(void **state)
     assert_int_equal(t, FV_SQL_INT);
     assert_int_equal(fv_model_field_ncols(field("Patient", "Full_Name")), 4);
     assert_int_equal(fv_model_field_ncols(field("Patient", "Site")), 2);
+    /* encrypted: blind index, then the sealed value, both raw bytes */
+    assert_int_equal(fv_model_field_ncols(field("Patient", "Email")), 2);
+    assert_int_equal(fv_model_field_column(field("Patient", "Email"), FV_MODEL_ENC_COL_BIDX, name,
+                                           sizeof(name), &t, &part),
+                     FV_OK);
+    assert_string_equal(name, "c_Email__bidx");
+    assert_int_equal(t, FV_SQL_BLOB);
+    assert_null(part);
+    assert_int_equal(fv_model_field_column(field("Patient", "Email"), FV_MODEL_ENC_COL_DATA, name,
+                                           sizeof(name), &t, &part),
+                     FV_OK);
+    assert_string_equal(name, "c_Email");
+    assert_int_equal(t, FV_SQL_BLOB);
+}
+
+static void test_bidx_list_sql(void **state)
+{
+    struct fv_buf b;
+    (void)state;
+    fv_buf_init(&b, 4096);
+    assert_int_equal(fv_model_bidx_list_sql(&b, 12), FV_OK);
+    assert_string_equal(b.p, "(substr(?12, 1, 16), substr(?12, 17, 16), substr(?12, 33, 16), "
+                             "substr(?12, 49, 16), substr(?12, 65, 16), substr(?12, 81, 16), "
+                             "substr(?12, 97, 16), substr(?12, 113, 16))");
+    fv_buf_release(&b);
+    /* a buffer too small for the list fails and frees itself */
+    fv_buf_init(&b, 32);
+    assert_int_equal(fv_model_bidx_list_sql(&b, 1), FV_E_LIMIT);
+    fv_buf_release(&b);
 }
 
 static void test_field_column_errors(void **state)
@@ -848,6 +877,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_field_column_names),
         cmocka_unit_test(test_field_column_errors),
+        cmocka_unit_test(test_bidx_list_sql),
         cmocka_unit_test(test_value_parse_single_line_ok),
         cmocka_unit_test(test_value_parse_single_line_too_long),
         cmocka_unit_test(test_value_parse_single_line_control_char),

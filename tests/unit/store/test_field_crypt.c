@@ -179,17 +179,28 @@ static void test_fv_store_field_round_trip(void **state)
     assert_string_equal(json_string_value(json_object_get(row, "Name")), "Ann");
     json_decref(row);
 
-    /* stored: sealed text and a blind index, never the value */
+    /* stored: sealed values and a blind index as raw bytes, never the value */
     char sql[512];
     (void)snprintf(sql, sizeof(sql),
-                   "SELECT c_SSN || '|' || c_SSN__bidx || '|' || c_Salary || '|' || c_Home FROM "
-                   "%s WHERE ID = %llu",
+                   "SELECT instr(c_SSN, CAST('123-45-6789' AS BLOB)) + instr(c_SSN, CAST('6789' AS "
+                   "BLOB)) + instr(c_Home, CAST('Springfield' AS BLOB)) + instr(c_SSN__bidx, "
+                   "CAST('6789' AS BLOB)) FROM %s WHERE ID = %llu",
                    v->table, (unsigned long long)id);
     char *raw = vx_sql_text(v, sql);
-    assert_non_null(raw);
-    assert_null(strstr(raw, "123-45-6789"));
-    assert_null(strstr(raw, "Springfield"));
-    assert_null(strstr(raw, "52000"));
+    assert_string_equal(raw, "0");
+    free(raw);
+    /* BLOBs: the sealed value is header + nonce + ciphertext + tag, the blind index 16 bytes */
+    (void)snprintf(sql, sizeof(sql),
+                   "SELECT typeof(c_SSN) || ' ' || typeof(c_SSN__bidx) || ' ' || length(c_SSN) || "
+                   "' ' || length(c_SSN__bidx) || ' ' || hex(substr(c_SSN, 1, 5)) FROM %s WHERE "
+                   "ID = %llu",
+                   v->table, (unsigned long long)id);
+    raw = vx_sql_text(v, sql);
+    char want[128];
+    /* "123-45-6789" encodes as one TEXT column: tag, 4-byte length, 11 bytes */
+    (void)snprintf(want, sizeof(want), "blob blob %d 16 0100000001",
+                   1 + 4 + 11 + FV_STORE_FIELD_OVERHEAD);
+    assert_string_equal(raw, want);
     free(raw);
     /* composite: no blind index */
     (void)snprintf(sql, sizeof(sql), "SELECT coalesce(c_Home__bidx, 'none') FROM %s", v->table);
@@ -245,22 +256,54 @@ static void test_fv_store_field_tampered(void **state)
     uint64_t a = vx_insert(v, "{\"SSN\":\"111-11-1111\"}");
     char sql[512];
     json_t *row = NULL;
-    /* flip one character in the middle of the sealed text */
-    (void)snprintf(sql, sizeof(sql),
-                   "UPDATE %s SET c_SSN = substr(c_SSN, 1, 30) || CASE substr(c_SSN, 31, 1) "
-                   "WHEN 'A' THEN 'B' ELSE 'A' END || substr(c_SSN, 32) WHERE ID = %llu",
-                   v->table, (unsigned long long)a);
-    vx_sql(v, sql);
-    assert_int_equal(vx_get(v, a, &row), FV_E_CORRUPT);
-    /* truncated and garbage */
+    /* one byte changed (1-based position) in the format byte, the key version,
+     * the nonce, the ciphertext, the tag (the sealed value of "999-99-999i" is
+     * 5 + 12 + 16 + 16 bytes) */
+    static const struct {
+        int pos;
+        int rc;
+    } at[] = {{1, FV_E_CORRUPT},
+              {5, FV_E_KEY_UNAVAILABLE},
+              {8, FV_E_CORRUPT},
+              {24, FV_E_CORRUPT},
+              {49, FV_E_CORRUPT}};
+    for (size_t i = 0; i < FV_ARRAY_LEN(at); i++) {
+        char json[64];
+        (void)snprintf(json, sizeof(json), "{\"SSN\":\"999-99-999%zu\"}", i); /* unique */
+        uint64_t id = vx_insert(v, json);
+        int pos = at[i].pos;
+        (void)snprintf(sql, sizeof(sql),
+                       "UPDATE %s SET c_SSN = CAST(substr(c_SSN, 1, %d) || "
+                       "CASE WHEN substr(c_SSN, %d, 1) = x'00' THEN x'01' ELSE x'00' END || "
+                       "substr(c_SSN, %d) AS BLOB) WHERE ID = %llu",
+                       v->table, pos - 1, pos, pos + 1, (unsigned long long)id);
+        vx_sql(v, sql);
+        (void)snprintf(sql, sizeof(sql), "SELECT length(c_SSN) FROM %s WHERE ID = %llu", v->table,
+                       (unsigned long long)id);
+        char *len = vx_sql_text(v, sql);
+        assert_string_equal(len, "49");
+        free(len);
+        assert_int_equal(vx_get(v, id, &row), at[i].rc);
+    }
+    /* truncated, too short for the header, empty */
     (void)snprintf(sql, sizeof(sql), "UPDATE %s SET c_SSN = substr(c_SSN, 1, 20) WHERE ID = %llu",
                    v->table, (unsigned long long)a);
     vx_sql(v, sql);
     assert_int_equal(vx_get(v, a, &row), FV_E_CORRUPT);
-    (void)snprintf(sql, sizeof(sql), "UPDATE %s SET c_SSN = '!!!not base64!!!' WHERE ID = %llu",
-                   v->table, (unsigned long long)a);
+    (void)snprintf(sql, sizeof(sql), "UPDATE %s SET c_SSN = x'01000000' WHERE ID = %llu", v->table,
+                   (unsigned long long)a);
     vx_sql(v, sql);
     assert_int_equal(vx_get(v, a, &row), FV_E_CORRUPT);
+    (void)snprintf(sql, sizeof(sql), "UPDATE %s SET c_SSN = x'' WHERE ID = %llu", v->table,
+                   (unsigned long long)a);
+    vx_sql(v, sql);
+    assert_int_equal(vx_get(v, a, &row), FV_E_CORRUPT);
+    /* the column takes raw bytes only (STRICT BLOB): text never lands in it */
+    fv_store_writer_enter(v->fx.t);
+    (void)snprintf(sql, sizeof(sql), "UPDATE %s SET c_SSN = 'text' WHERE ID = %llu", v->table,
+                   (unsigned long long)a);
+    assert_int_not_equal(sqlite3_exec(v->fx.t->writer->db, sql, NULL, NULL, NULL), SQLITE_OK);
+    fv_store_writer_leave(v->fx.t);
 }
 
 static void test_fv_store_field_missing_version(void **state)
@@ -518,19 +561,21 @@ static void test_fv_store_field_reencrypt_steps(void **state)
     json_t *e;
     assert_int_equal(fv_store_changelog_read(v->fx.t, 0, 100, &arr), FV_OK);
     struct fv_store_fcx x;
-    fv_store_fcx_init(&x, v->fx.t);
+    fv_store_fcx_init(&x, v->fx.t, NULL);
     json_array_foreach(arr, i, e)
     {
         json_t *enc = json_object_get(json_object_get(json_object_get(e, "row"), "c_SSN"), "enc");
         if (!enc)
             continue;
-        uint8_t *m = NULL;
-        size_t mlen = 0;
+        uint8_t *m = NULL, sealed[256];
+        size_t mlen = 0, slen = 0;
         uint32_t ver = 0;
         uint64_t rid = strtoull(json_string_value(json_object_get(e, "record_id")), NULL, 10);
-        assert_int_equal(fv_store_field_open(&x, "vault", "Person", "SSN", (int64_t)rid,
-                                             json_string_value(enc), json_string_length(enc), &m,
-                                             &mlen, &ver),
+        assert_int_equal(fv_store_b64u_decode(json_string_value(enc), json_string_length(enc),
+                                              sealed, sizeof(sealed), &slen),
+                         FV_OK);
+        assert_int_equal(fv_store_field_open(&x, "vault", "Person", "SSN", (int64_t)rid, sealed,
+                                             slen, &m, &mlen, &ver),
                          FV_OK);
         assert_int_equal(ver, 2);
         fv_free(m);
