@@ -58,5 +58,9 @@ Try (the certificate is self-signed: --cacert trusts it):
        -d '{"data":[{"Patient_Number":"$pnum","First_Name":"Ada","Last_Name":"Lovelace","Email":"ada@example.com"}]}' \\
        "$base/data/$tenant/clinic/form/Patient"
 
+Data is encrypted at rest under the KEK in $FORMVAULT_KEK_FILE. The CLI needs it too:
+  export FORMVAULT_KEK_FILE=$FORMVAULT_KEK_FILE
+  build/formvault keys status
+
 EOT
 exec "$bin" serve
