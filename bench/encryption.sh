@@ -68,6 +68,8 @@ die() {
     log "error: $*"
     exit 1
 }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 for tool in wrk curl awk cmake /usr/bin/python3; do
     command -v "$tool" >/dev/null || die "'$tool' is required (scripts/install-deps.sh installs it)"
@@ -120,17 +122,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/formvault-bench-enc.XXXXXX")
 declare -A srv_pid base token cacert
 bg_pids=()
 
-stop_pid() { # pid: TERM, wait up to 10 s, then KILL
-    local p=$1 _
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$? p c
@@ -186,9 +177,6 @@ cpu_ticks() { # pid: utime + stime in clock ticks
     }
     f=${f##*) }
     awk '{print $12 + $13}' <<<"$f"
-}
-machine_ticks() {
-    awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat
 }
 clk_tck=$(getconf CLK_TCK)
 

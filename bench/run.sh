@@ -53,6 +53,8 @@ die() {
     log "error: $*"
     exit 1
 }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 
 [ -x "$bin" ] || die "no executable at '$bin' (run 'make build' first)"
 for tool in wrk nginx curl openssl awk /usr/bin/python3; do
@@ -68,17 +70,6 @@ srv_pid=""  # formvault serve
 ngx_pid=""  # nginx master
 bg_pids=()  # samplers, background wrk and perf
 
-stop_pid() { # pid: TERM, wait up to 10 s, then KILL
-    local p=$1 _
-    [ -n "$p" ] || return 0
-    kill -TERM "$p" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$? p
@@ -135,9 +126,6 @@ cpu_ticks() {
 }
 
 # /proc/stat: busy and total ticks of all cores together.
-machine_ticks() {
-    awk '/^cpu /{busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6; exit}' /proc/stat
-}
 
 # The RSS sampler reads the current phase name from this file: replace it
 # atomically so that it never sees an empty file.
