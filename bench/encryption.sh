@@ -256,17 +256,7 @@ list_ids() { # C dest
 batches=$((seeded / 200))
 mkdir -p "$tmp/seed"
 for b in $(seq 0 $((batches - 1))); do
-    awk -v b="$b" 'BEGIN {
-        split("Open In_Progress Done Cancelled", st, " ")
-        printf "{\"data\":["
-        for (j = 1; j <= 200; j++) {
-            i = b * 200 + j
-            printf "%s{\"Code\":\"C%06d\",\"Seq\":%d,\"Qty\":%d,\"Price\":\"%d.%02d\",", (j > 1 ? "," : ""), i, i, 100 + i % 900, 10 + i % 90, i % 100
-            printf "\"Due\":\"2026-%02d-%02d\",\"Status\":\"%s\",", i % 12 + 1, i % 28 + 1, st[i % 4 + 1]
-            printf "\"Contact\":\"user%06d@example.com\",\"Notes\":\"seeded item %06d\\nsecond line\"}", i, i
-        }
-        printf "]}"
-    }' >"$tmp/seed/$b.json"
+    seed_body "$b" >"$tmp/seed/$b.json"
 done
 
 declare -A seed_secs item_bytes report_bytes seed_mib

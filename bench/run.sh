@@ -233,17 +233,7 @@ batches=$((seeded / 200))
 mkdir -p "$tmp/seed"
 curl_args=()
 for b in $(seq 0 $((batches - 1))); do
-    awk -v b="$b" 'BEGIN {
-        split("Open In_Progress Done Cancelled", st, " ")
-        printf "{\"data\":["
-        for (j = 1; j <= 200; j++) {
-            i = b * 200 + j
-            printf "%s{\"Code\":\"C%06d\",\"Seq\":%d,\"Qty\":%d,\"Price\":\"%d.%02d\",", (j > 1 ? "," : ""), i, i, 100 + i % 900, 10 + i % 90, i % 100
-            printf "\"Due\":\"2026-%02d-%02d\",\"Status\":\"%s\",", i % 12 + 1, i % 28 + 1, st[i % 4 + 1]
-            printf "\"Contact\":\"user%06d@example.com\",\"Notes\":\"seeded item %06d\\nsecond line\"}", i, i
-        }
-        printf "]}"
-    }' >"$tmp/seed/$b.json"
+    seed_body "$b" >"$tmp/seed/$b.json"
     [ "$b" -eq 0 ] || curl_args+=(--next)
     curl_args+=(-sS --max-time 60 --cacert "$cacert" -H "Authorization: Zoho-oauthtoken $token"
         -H "Content-Type: application/json" --data-binary "@$tmp/seed/$b.json" -w '\n'

@@ -20,6 +20,8 @@ int fv_cli_load_config(struct fv_config *cfg);
 int fv_cli_open_kek(const struct fv_config *cfg, struct fv_kek **ret);
 /* Open the store under the configured KEK. 0, or 1 after printing why. */
 int fv_cli_open_store(const struct fv_config *cfg, struct fv_store **ret);
+/* The KEK of the store fv_cli_open_store opened (borrowed), or NULL. */
+struct fv_kek *fv_cli_store_kek(void);
 /* Close the store and its KEK. Accepts NULL. */
 void fv_cli_close_store(struct fv_store *s);
 /* 1 when a 'formvault serve' holds data_dir/serve.lock. */

@@ -119,6 +119,11 @@ int fv_cli_open_store(const struct fv_config *cfg, struct fv_store **ret)
     return 0;
 }
 
+struct fv_kek *fv_cli_store_kek(void)
+{
+    return store_kek;
+}
+
 void fv_cli_close_store(struct fv_store *s)
 {
     fv_store_close(s);

@@ -320,11 +320,7 @@ int fv_cli_keys(int argc, char **argv)
     }
 
     if (strcmp(sub, "status") == 0) {
-        struct fv_kek *kek = NULL;
-        if (fv_cli_open_kek(&cfg, &kek) != 0)
-            goto out;
-        ret = keys_status(&cfg, store, kek);
-        fv_crypto_kek_free(kek);
+        ret = keys_status(&cfg, store, fv_cli_store_kek());
     } else if (strcmp(sub, "rotate-kek") == 0) {
         int rc;
         size_t n = 0;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "store/store_int.h"
 
 #define AD_PREFIX "fv-field-v1"
@@ -29,70 +31,26 @@ _Static_assert(FV_CRYPTO_KEYRING_MAX_VERSIONS <= FV_MODEL_BIDX_SLOTS,
 
 /* --------------------------------------------------------------- base64url */
 
-static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/* libsodium's constant-time codec, URL-safe alphabet without padding. */
+#define B64U sodium_base64_VARIANT_URLSAFE_NO_PADDING
 
 size_t fv_store_b64u_len(size_t n)
 {
-    return (n * 4 + 2) / 3;
+    return sodium_base64_encoded_len(n, B64U) - 1;
 }
 
 void fv_store_b64u_encode(const uint8_t *in, size_t n, char *out)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t k = n - i >= 3 ? 3 : n - i;
-        if (k > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (k > 2)
-            v |= in[i + 2];
-        for (size_t j = 0; j < k + 1; j++)
-            out[o++] = b64u[(v >> (18 - 6 * j)) & 63];
-    }
-    out[o] = '\0';
-}
-
-/* base64url digit values; 0xff: not a digit (built from b64u once) */
-static uint8_t b64u_rev[256];
-static pthread_once_t b64u_once = PTHREAD_ONCE_INIT;
-
-static void b64u_rev_init(void)
-{
-    memset(b64u_rev, 0xff, sizeof(b64u_rev));
-    for (size_t i = 0; i < 64; i++)
-        b64u_rev[(unsigned char)b64u[i]] = (uint8_t)i;
+    (void)sodium_bin2base64(out, fv_store_b64u_len(n) + 1, in, n, B64U);
 }
 
 int fv_store_b64u_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *ret_n)
 {
-    const unsigned char *p = (const unsigned char *)in;
-    size_t o = 0, i = 0;
-    (void)pthread_once(&b64u_once, b64u_rev_init);
-    if (n % 4 == 1 || (n / 4) * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
+    const char *end = NULL;
+    size_t got = 0;
+    if (sodium_base642bin(out, cap, in, n, NULL, &got, &end, B64U) != 0 || end != in + n)
         return FV_E_CORRUPT;
-    for (; i + 4 <= n; i += 4) {
-        uint32_t a = b64u_rev[p[i]], b = b64u_rev[p[i + 1]], c = b64u_rev[p[i + 2]],
-                 d = b64u_rev[p[i + 3]];
-        if ((a | b | c | d) & 0xc0)
-            return FV_E_CORRUPT;
-        uint32_t v = a << 18 | b << 12 | c << 6 | d;
-        out[o++] = (uint8_t)(v >> 16);
-        out[o++] = (uint8_t)(v >> 8);
-        out[o++] = (uint8_t)v;
-    }
-    if (i < n) {
-        size_t k = n - i;
-        uint32_t v = 0;
-        for (size_t j = 0; j < k; j++) {
-            uint32_t d = b64u_rev[p[i + j]];
-            if (d & 0xc0)
-                return FV_E_CORRUPT;
-            v |= d << (18 - 6 * j);
-        }
-        for (size_t j = 0; j + 1 < k; j++)
-            out[o++] = (uint8_t)(v >> (16 - 8 * j));
-    }
-    *ret_n = o;
+    *ret_n = got;
     return FV_OK;
 }
 

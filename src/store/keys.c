@@ -53,20 +53,21 @@ static void put_be32(uint8_t *p, uint32_t v)
     }
 }
 
-/* ad = label || tenant id (8 BE) [|| version (4 BE)]; returns its length. */
-static size_t make_ad(uint8_t *ad, size_t cap, const char *label, int64_t tenant_id,
-                      uint32_t version, bool with_version)
+size_t fv_store_keys_ad_tenant(uint8_t *ad, size_t cap, const char *label, int64_t tenant_id)
 {
     size_t n = strlen(label);
-    FV_ASSERT(n + 12 <= cap);
+    FV_ASSERT(n + 8 <= cap);
     memcpy(ad, label, n);
     put_be64(ad + n, (uint64_t)tenant_id);
-    n += 8;
-    if (with_version) {
-        put_be32(ad + n, version);
-        n += 4;
-    }
-    return n;
+    return n + 8;
+}
+
+size_t fv_store_keys_ad_root(uint8_t *ad, size_t cap, int64_t tenant_id, uint32_t version)
+{
+    size_t n = fv_store_keys_ad_tenant(ad, cap, "fv-tenant-root-v1", tenant_id);
+    FV_ASSERT(n + 4 <= cap);
+    put_be32(ad + n, version);
+    return n + 4;
 }
 
 static const char *kek_kind(const struct fv_kek *k)
@@ -374,7 +375,7 @@ static int root_insert(struct fv_store_conn *c, int64_t tenant_id, uint32_t v,
     static const char sql[] = "INSERT INTO tenant_keys(tenant_id, version, kek_id, wrapped, "
                               "state, created) VALUES (?1, ?2, ?3, ?4, 'active', ?5)";
     uint8_t ad[64], blob[FV_CRYPTO_WRAPPED_MAX];
-    size_t adlen = make_ad(ad, sizeof(ad), "fv-tenant-root-v1", tenant_id, v, true);
+    size_t adlen = fv_store_keys_ad_root(ad, sizeof(ad), tenant_id, v);
     size_t blen = 0;
     sqlite3_stmt *st = NULL;
     int rc = fv_crypto_kek_wrap(blob, &blen, root, ad, adlen, kek);
@@ -501,7 +502,7 @@ int fv_store_keys_tenant_kek(struct fv_store *s, struct fv_store_conn *c, int64_
     }
     if (strcmp(r->kind, "imported") == 0) {
         uint8_t ad[64];
-        size_t adlen = make_ad(ad, sizeof(ad), "fv-tenant-kek-v1", tenant_id, 0, false);
+        size_t adlen = fv_store_keys_ad_tenant(ad, sizeof(ad), "fv-tenant-kek-v1", tenant_id);
         rc = fv_crypto_kek_unwrap(&material, r->material, r->material_len, ad, adlen, s->kek);
         if (rc != FV_OK) {
             rc = fv_error_set(reterr, rc == FV_E_CORRUPT ? FV_E_CORRUPT : FV_E_KEY_UNAVAILABLE,
@@ -579,7 +580,7 @@ static int tenant_keys_sync(struct fv_store *s, struct fv_store_conn *c, int64_t
             goto out;
         }
         uint8_t ad[64];
-        size_t adlen = make_ad(ad, sizeof(ad), "fv-tenant-root-v1", tenant_id, v, true);
+        size_t adlen = fv_store_keys_ad_root(ad, sizeof(ad), tenant_id, v);
         const uint8_t *blob = sqlite3_column_blob(st, 2);
         int blen = sqlite3_column_bytes(st, 2);
         rc = blob && blen > 0 ? fv_crypto_kek_unwrap(&root, blob, (size_t)blen, ad, adlen, kek)

@@ -11,34 +11,6 @@
 
 #define IMPORT_TTL_MS (24 * 3600 * INT64_C(1000))
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static size_t tenant_ad(uint8_t *ad, size_t cap, const char *label, int64_t tenant_id)
-{
-    size_t n = strlen(label);
-    FV_ASSERT(n + 8 <= cap);
-    memcpy(ad, label, n);
-    put_be64(ad + n, (uint64_t)tenant_id);
-    return n + 8;
-}
-
-static size_t root_ad(uint8_t *ad, size_t cap, int64_t tenant_id, uint32_t v)
-{
-    size_t n = tenant_ad(ad, cap, "fv-tenant-root-v1", tenant_id);
-    FV_ASSERT(n + 4 <= cap);
-    ad[n] = (uint8_t)(v >> 24);
-    ad[n + 1] = (uint8_t)(v >> 16);
-    ad[n + 2] = (uint8_t)(v >> 8);
-    ad[n + 3] = (uint8_t)v;
-    return n + 4;
-}
-
 /* BEGIN IMMEDIATE on the catalog; unless kek_rotation, refuse when another
  * process rotated the KEK away from the one this process holds. */
 static int cat_begin_ex(struct fv_store *s, bool kek_rotation)
@@ -349,8 +321,9 @@ int fv_store_keys_rotate_kek(struct fv_store *s, struct fv_kek *new_kek, size_t 
     for (size_t i = 0; rc == FV_OK && i < n_items; i++) {
         struct item *it = &items[i];
         uint8_t ad[64], out[FV_CRYPTO_WRAPPED_MAX];
-        size_t adlen = it->version ? root_ad(ad, sizeof(ad), it->tenant, it->version)
-                                   : tenant_ad(ad, sizeof(ad), "fv-tenant-kek-v1", it->tenant);
+        size_t adlen =
+            it->version ? fv_store_keys_ad_root(ad, sizeof(ad), it->tenant, it->version)
+                        : fv_store_keys_ad_tenant(ad, sizeof(ad), "fv-tenant-kek-v1", it->tenant);
         size_t olen = 0;
         if (!it->version) {
             /* Imported KEK material is not labelled with its wrapping KEK:
@@ -478,7 +451,7 @@ int fv_store_keys_rotate_tenant(struct fv_store *s, int64_t tenant_id, uint32_t 
         goto out;
     {
         uint8_t ad[64], blob[FV_CRYPTO_WRAPPED_MAX];
-        size_t adlen = root_ad(ad, sizeof(ad), tenant_id, next), blen = 0;
+        size_t adlen = fv_store_keys_ad_root(ad, sizeof(ad), tenant_id, next), blen = 0;
         rc = fv_crypto_kek_wrap(blob, &blen, root, ad, adlen, kek);
         if (rc != FV_OK) {
             rc = fv_error_set(reterr, rc, SIZE_MAX, "cannot wrap the new root key under KEK '%s'",
@@ -535,7 +508,7 @@ int fv_store_keys_import_params(struct fv_store *s, int64_t tenant_id, char **re
     struct fv_aead *a = NULL;
     size_t plen = fv_crypto_secret_len(priv);
     uint8_t ad[64];
-    size_t adlen = tenant_ad(ad, sizeof(ad), "fv-transport-v1", tenant_id);
+    size_t adlen = fv_store_keys_ad_tenant(ad, sizeof(ad), "fv-transport-v1", tenant_id);
     if (plen + FV_CRYPTO_AEAD_OVERHEAD > sizeof(blob)) {
         rc = FV_E_LIMIT;
         goto out;
@@ -622,7 +595,7 @@ static int transport_load(struct fv_store *s, int64_t tenant_id, struct fv_secre
         goto out;
     }
     uint8_t ad[64];
-    size_t adlen = tenant_ad(ad, sizeof(ad), "fv-transport-v1", tenant_id);
+    size_t adlen = fv_store_keys_ad_tenant(ad, sizeof(ad), "fv-transport-v1", tenant_id);
     rc = fv_crypto_keyring_aead(&a, s->node_keys, 1, FV_KEY_STORAGE, ad, adlen);
     if (rc == FV_OK)
         rc = fv_crypto_aead_open(plain, b, (size_t)bl, ad, adlen, a);
@@ -673,7 +646,7 @@ static int rewrap_roots(struct fv_store *s, int64_t tenant_id, struct fv_kek *fr
     fv_store_stmt_done(st);
     for (size_t i = 0; rc == FV_OK && i < n; i++) {
         uint8_t ad[64], out[FV_CRYPTO_WRAPPED_MAX];
-        size_t adlen = root_ad(ad, sizeof(ad), tenant_id, rows[i].v), olen = 0;
+        size_t adlen = fv_store_keys_ad_root(ad, sizeof(ad), tenant_id, rows[i].v), olen = 0;
         rc = rewrap_blob(out, &olen, rows[i].blob, rows[i].blen, ad, adlen, from, to);
         if (rc != FV_OK) {
             rc = fv_error_set(reterr, rc, SIZE_MAX,
@@ -747,7 +720,8 @@ int fv_store_keys_import(struct fv_store *s, int64_t tenant_id, const uint8_t *w
     }
     {
         uint8_t ad[64], blob[FV_CRYPTO_WRAPPED_MAX];
-        size_t adlen = tenant_ad(ad, sizeof(ad), "fv-tenant-kek-v1", tenant_id), blen = 0;
+        size_t adlen = fv_store_keys_ad_tenant(ad, sizeof(ad), "fv-tenant-kek-v1", tenant_id),
+               blen = 0;
         rc = fv_crypto_kek_wrap(blob, &blen, kek_key, ad, adlen, s->kek);
         if (rc != FV_OK)
             goto out;

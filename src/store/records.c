@@ -1136,67 +1136,6 @@ struct cursor {
     uint8_t raw[CUR_MAX_RAW];
 };
 
-static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64u_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-static size_t b64u_encode(const uint8_t *in, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t k = n - i >= 3 ? 3 : n - i;
-        if (k > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (k > 2)
-            v |= in[i + 2];
-        size_t emit = k + 1;
-        if (o + emit >= cap)
-            return 0;
-        for (size_t j = 0; j < emit; j++)
-            out[o++] = b64u[(v >> (18 - 6 * j)) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64u_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *ret_n)
-{
-    size_t o = 0;
-    if (n % 4 == 1)
-        return FV_E_CURSOR;
-    for (size_t i = 0; i < n; i += 4) {
-        size_t k = n - i >= 4 ? 4 : n - i;
-        uint32_t v = 0;
-        for (size_t j = 0; j < 4; j++) {
-            int d = j < k ? b64u_val(in[i + j]) : 0;
-            if (d < 0)
-                return FV_E_CURSOR;
-            v |= (uint32_t)d << (18 - 6 * j);
-        }
-        size_t bytes = k - 1;
-        if (o + bytes > cap)
-            return FV_E_CURSOR;
-        for (size_t j = 0; j < bytes; j++)
-            out[o++] = (uint8_t)(v >> (16 - 8 * j));
-    }
-    *ret_n = o;
-    return FV_OK;
-}
-
 static void put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {
@@ -1233,7 +1172,7 @@ static int cursor_decode(const char *s, uint32_t shape, bool by_id, struct curso
     size_t n = 0, len = strlen(s);
     if (len > (CUR_MAX_RAW / 3) * 4)
         return FV_E_CURSOR;
-    if (b64u_decode(s, len, c->raw, sizeof(c->raw), &n) != FV_OK || n < CUR_HDR)
+    if (fv_store_b64u_decode(s, len, c->raw, sizeof(c->raw), &n) != FV_OK || n < CUR_HDR)
         return FV_E_CURSOR;
     if (c->raw[0] != 1)
         return FV_E_CURSOR;
@@ -1328,7 +1267,10 @@ static int cursor_encode(sqlite3_stmt *st, int kcol, int64_t last_id, bool by_id
         }
         }
     }
-    return b64u_encode(raw, n, out, cap) > 0 ? FV_OK : FV_E_LIMIT;
+    if (fv_store_b64u_len(n) + 1 > cap)
+        return FV_E_LIMIT;
+    fv_store_b64u_encode(raw, n, out);
+    return FV_OK;
 }
 
 /* Bind the cursor's sort value at index i. */

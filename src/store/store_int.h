@@ -368,6 +368,13 @@ FV_MUST_CHECK int fv_store_cat_end(struct fv_store *s, int rc, bool bump_epoch);
  * rotation by another process has retired the KEK this process holds.
  */
 FV_MUST_CHECK int fv_store_keys_kek_guard(struct fv_store *s);
+/*
+ * Associated data of wrapped keys (keys.c header): label || tenant ID (8
+ * bytes, big-endian), and for root keys "fv-tenant-root-v1" || tenant ID ||
+ * version (4, big-endian). Returns the length written to ad (cap >= 64).
+ */
+size_t fv_store_keys_ad_tenant(uint8_t *ad, size_t cap, const char *label, int64_t tenant_id);
+size_t fv_store_keys_ad_root(uint8_t *ad, size_t cap, int64_t tenant_id, uint32_t version);
 /* Rewrite node.key with the node key wrapped under new_kek. */
 FV_MUST_CHECK int fv_store_keys_node_rewrap(struct fv_store *s, struct fv_kek *new_kek);
 /*
@@ -532,7 +539,8 @@ FV_MUST_CHECK int fv_store_field_tokens(struct fv_tenant *t, const uint8_t *msg,
  */
 FV_MUST_CHECK int fv_store_field_bind_where(struct fv_tenant *t, sqlite3_stmt *st,
                                             const struct fv_sql_where *where);
-/* base64url without padding (change-log images): length of n bytes encoded */
+/* base64url without padding (libsodium; change-log images, record cursors): length of n bytes
+ * encoded */
 size_t fv_store_b64u_len(size_t n);
 /* Encode in[0..n) into out (fv_store_b64u_len(n) + 1 bytes), NUL-terminated. */
 void fv_store_b64u_encode(const uint8_t *in, size_t n, char *out);
